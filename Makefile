@@ -1,0 +1,123 @@
+# choreo: libevents, the five services, the choreo CLI, tests, demo, bench.
+# Out-of-tree build in build/ (build/sanitize/ when SANITIZE is set).
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+CC       ?= cc
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD    := build
+else
+BUILD    := build/sanitize
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+PKGS      := rdkafka jansson uuid sqlite3 libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wno-missing-field-initializers $(SANFLAGS) \
+            -DEV_SCHEMA_DIR='"$(abspath schemas)"' -Ievents $(PKG_CFLAGS)
+CPPFLAGS += -MMD -MP
+LDFLAGS  += $(SANFLAGS)
+LDLIBS   := $(PKG_LIBS) -lpthread -lm
+
+EV_SRC   := $(wildcard events/*.c)
+EV_OBJ   := $(EV_SRC:%.c=$(BUILD)/obj/%.o)
+LIBEV    := $(BUILD)/lib/libevents.a
+
+SERVICES := $(notdir $(wildcard services/*))
+SVC_BINS := $(SERVICES:%=$(BUILD)/bin/%)
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_BIN  := $(BUILD)/bin/choreo
+
+HARNESS_SRC := $(wildcard tests/harness/*.c)
+HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/obj/%.o)
+LIBHARNESS  := $(BUILD)/lib/libharness.a
+
+UNIT_SRC := $(wildcard tests/unit/check_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+INTEG_SRC := $(wildcard tests/integration/check_*.c)
+INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+TPROG_SRC := $(wildcard tests/integration/svc_*.c)
+TPROG_BIN := $(TPROG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+FLOW_SRC := $(wildcard tests/flow/flow_*.c)
+FLOW_BIN := $(FLOW_SRC:tests/flow/%.c=$(BUILD)/tests/flow/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+ALL_BINS := $(SVC_BINS) $(if $(CLI_SRC),$(CLI_BIN))
+TEST_BINS := $(UNIT_BIN) $(INTEG_BIN) $(TPROG_BIN) $(FLOW_BIN)
+
+.PHONY: all deps check test lint format demo stop bench clean broker-jars
+all: $(ALL_BINS) $(LIBEV)
+
+deps:
+	@sh .ci/deps
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(findstring tests/,$<),$(CHECK_CFLAGS) -Itests/harness) -c $< -o $@
+
+$(LIBEV): $(EV_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(LIBHARNESS): $(HARNESS_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+# A service binary: every .c of services/<name>/.
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/%/*.c)) $(LIBEV)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CLI_BIN): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(LIBEV)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBHARNESS) $(LIBEV)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBEV)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests only: no broker needed.
+check: $(UNIT_BIN)
+	@sh tests/run-unit $(BUILD)
+
+# Everything: unit tests, then runtime, flow and CLI tests against a real broker
+# (started here when CHOREO_BROKERS is unset and none answers).
+test: all $(TEST_BINS)
+	@sh tests/run-all $(BUILD)
+
+lint:
+	@sh .ci/lint
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+demo: all
+	@sh demo/run
+
+stop:
+	@sh demo/stop
+
+bench: all $(BENCH_BIN)
+	@sh bench/run $(BUILD)
+
+broker-jars:
+	@sh broker/choreo-broker fetch
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

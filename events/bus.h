@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/* Kafka through librdkafka: an idempotent producer with delivery reports and a
+ * consumer that stores offsets by hand and starts where the service's DB says. */
+#ifndef EV_BUS_H
+#define EV_BUS_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* Applies every CHOREO_KAFKA_<property> of the environment to conf (the
+ * property name with '_' turned into '.', e.g. CHOREO_KAFKA_security_protocol).
+ * Values are never logged. */
+int ev_bus_conf_env(rd_kafka_conf_t *conf, ev_error *err);
+
+/* ---- producer ---- */
+
+typedef struct ev_producer ev_producer;
+
+/* Delivery report: err is 0 or EV_EBUS with errstr; opaque as given to send. */
+typedef void (*ev_delivery_fn)(void *arg, void *opaque, int err, const char *errstr,
+                               const char *topic, int32_t partition, int64_t offset);
+
+/* enable.idempotence=true, acks=all, linger.ms=5 (overridable by env).
+ * dr may be NULL. */
+int ev_producer_new(ev_producer **out, const char *brokers, const char *client_id,
+                    ev_delivery_fn dr, void *dr_arg, ev_error *err);
+void ev_producer_free(ev_producer *p); /* flushes up to 10 s first */
+
+typedef struct ev_header {
+    const char *name;
+    const char *value; /* NUL-terminated */
+} ev_header;
+
+/* Copies key, value and headers. Serves delivery reports while the local queue
+ * is full. partition -1 = by key. */
+int ev_producer_send(ev_producer *p, const char *topic, int32_t partition,
+                     const char *key, const void *value, size_t len,
+                     const ev_header *headers, size_t n_headers, void *opaque,
+                     ev_error *err);
+/* Serves delivery reports; returns how many were served. */
+int ev_producer_poll(ev_producer *p, int timeout_ms);
+/* Waits until everything sent is delivered or failed; EV_ETIMEOUT otherwise. */
+int ev_producer_flush(ev_producer *p, int timeout_ms, ev_error *err);
+/* Messages still waiting for a delivery report. */
+int ev_producer_outq_len(ev_producer *p);
+rd_kafka_t *ev_producer_handle(ev_producer *p); /* borrowed */
+
+/* ---- consumer ---- */
+
+typedef struct ev_consumer ev_consumer;
+
+/* Where to start a newly assigned partition: set *next to an offset, or to -1
+ * to start from the beginning of the partition. Nonzero return = error. */
+typedef int (*ev_start_fn)(void *arg, const char *topic, int32_t partition,
+                           int64_t *next);
+
+/* Subscribes group to topics (full names, NULL-terminated). Auto commit of
+ * stored offsets on (for lag watching), auto offset store off, start positions
+ * from start() on every assignment. */
+int ev_consumer_new(ev_consumer **out, const char *brokers, const char *group,
+                    const char *const *topics, ev_start_fn start, void *start_arg,
+                    ev_error *err);
+
+/* Up to cap messages within timeout_ms; *n may be 0. Errors that are events
+ * (partition EOF, transient broker errors) are logged, not returned. Each
+ * message is owned by the caller: rd_kafka_message_destroy. */
+int ev_consumer_poll(ev_consumer *c, rd_kafka_message_t **msgs, size_t cap,
+                     int timeout_ms, size_t *n, ev_error *err);
+/* Marks next offsets for Kafka's commit (after the DB commit). */
+int ev_consumer_store(ev_consumer *c, const char *topic, int32_t partition,
+                      int64_t next, ev_error *err);
+/* Moves a partition's position (e.g. to re-read a record to retry). */
+int ev_consumer_seek(ev_consumer *c, const char *topic, int32_t partition,
+                     int64_t offset, ev_error *err);
+bool ev_consumer_assigned(ev_consumer *c);
+/* Commits stored offsets and leaves the group. */
+int ev_consumer_close(ev_consumer *c, ev_error *err);
+void ev_consumer_free(ev_consumer *c);
+rd_kafka_t *ev_consumer_handle(ev_consumer *c); /* borrowed */
+
+#endif

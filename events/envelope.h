@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/* The CloudEvents 1.0 structured-mode envelope: build, derive, parse, serialize,
+ * with the record limits of DESIGN.md; plus UUIDs and RFC 3339 time. */
+#ifndef EV_ENVELOPE_H
+#define EV_ENVELOPE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define EV_ID_MAX 64
+#define EV_TYPE_MAX 64
+#define EV_SOURCE_MAX 128
+#define EV_SUBJECT_MAX 128
+#define EV_TIME_MAX 32
+#define EV_UUID_LEN 37 /* 36 chars + NUL */
+
+typedef struct ev_limits {
+    size_t max_record; /* bytes, default 65536 */
+    int max_depth;     /* nesting levels, default 32 */
+} ev_limits;
+
+extern const ev_limits ev_limits_default;
+
+typedef struct ev_envelope {
+    char id[EV_ID_MAX];
+    char type[EV_TYPE_MAX];
+    char source[EV_SOURCE_MAX];
+    char subject[EV_SUBJECT_MAX];  /* "" when absent */
+    char time[EV_TIME_MAX];        /* "" when absent */
+    char correlationid[EV_ID_MAX]; /* "" when absent */
+    char causationid[EV_ID_MAX];   /* "" when absent */
+    json_t *data;                  /* owned; NULL when absent */
+} ev_envelope;
+
+/* Parses a structured-mode record. Checks in this order: size (EV_ETOOBIG),
+ * UTF-8 (EV_EUTF8), depth (EV_EDEPTH), JSON syntax (EV_EPARSE), duplicate keys
+ * (EV_EDUPKEY), specversion (EV_ESPEC), required attributes id/source/type and
+ * the types of all known attributes (EV_EATTR). lim may be NULL for defaults.
+ * On success out owns its data; release with ev_envelope_clear. */
+int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len,
+                      const ev_limits *lim, ev_error *err);
+
+/* A new event made by a person or the CLI: UUIDv4 id, time now, correlationid
+ * = its own id, no causationid. data is stolen (even on error). */
+int ev_envelope_init(ev_envelope *out, const char *type, const char *source,
+                     const char *subject, json_t *data, ev_error *err);
+
+/* An event derived from cause: id = UUIDv5(cause->id, type, index),
+ * correlationid = cause's (or cause's id when it has none), causationid =
+ * cause->id, time now. data is stolen (even on error). */
+int ev_envelope_derive(ev_envelope *out, const ev_envelope *cause, const char *type,
+                       const char *source, const char *subject, unsigned index,
+                       json_t *data, ev_error *err);
+
+/* Serializes to compact JSON; *out is owned by caller (free()), *len its size
+ * without the NUL. Fails with EV_ETOOBIG over lim->max_record (lim may be NULL). */
+int ev_envelope_serialize(const ev_envelope *e, const ev_limits *lim, char **out,
+                          size_t *len, ev_error *err);
+
+/* Releases data and zeroes the struct; safe on a zeroed envelope. */
+void ev_envelope_clear(ev_envelope *e);
+
+/* Random UUIDv4, lowercase. */
+void ev_uuid4(char out[EV_UUID_LEN]);
+/* Name-based UUIDv5 (SHA-1) in choreo's fixed namespace, lowercase. */
+void ev_uuid5(char out[EV_UUID_LEN], const char *name);
+
+/* RFC 3339 UTC with milliseconds, e.g. 2026-11-24T10:00:00.123Z. */
+void ev_time_format(char out[EV_TIME_MAX], int64_t unix_ms);
+/* Parses such a time (any RFC 3339 offset); -1 when invalid. */
+int64_t ev_time_parse(const char *s);
+/* Wall clock and monotonic clock in milliseconds. */
+int64_t ev_now_ms(void);
+int64_t ev_mono_ms(void);
+
+#endif
