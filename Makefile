@@ -2,6 +2,7 @@
 # Out-of-tree build in build/ (build/sanitize/ when SANITIZE is set).
 
 .DELETE_ON_ERROR:
+.SECONDARY:
 .SUFFIXES:
 
 CC       ?= cc
@@ -74,7 +75,7 @@ $(LIBHARNESS): $(HARNESS_OBJ)
 
 # A service binary: every .c of services/<name>/.
 .SECONDEXPANSION:
-$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/%/*.c)) $(LIBEV)
+$(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$(subst .c,.o,$$(wildcard services/$$*/*.c))) $(LIBEV)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
