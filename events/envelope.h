@@ -39,7 +39,12 @@ typedef struct ev_envelope {
  * UTF-8 (EV_EUTF8), depth (EV_EDEPTH), JSON syntax (EV_EPARSE), duplicate keys
  * (EV_EDUPKEY), specversion (EV_ESPEC), required attributes id/source/type and
  * the types of all known attributes (EV_EATTR). lim may be NULL for defaults.
- * On success out owns its data; release with ev_envelope_clear. */
+ * A missing specversion is EV_ESPEC; a record that is valid JSON but not an
+ * object is EV_EPARSE. Depth counts objects and arrays, the envelope object
+ * itself being level 1; a zero field of lim means its default. Optional
+ * attributes may be "" (same as absent); time, when set, must be RFC 3339.
+ * On success out owns its data; release with ev_envelope_clear. On error out
+ * is zeroed and err->text names the offending attribute. */
 int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len,
                       const ev_limits *lim, ev_error *err);
 

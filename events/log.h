@@ -5,6 +5,7 @@
 #define EV_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { EV_LOG_ERROR = 0, EV_LOG_WARN, EV_LOG_INFO, EV_LOG_DEBUG } ev_log_level;
@@ -33,7 +34,16 @@ void ev_log(ev_log_level level, const char *msg, const char *kvfmt, ...)
 void ev_log_at(ev_log_level level, const ev_log_where *where, const char *msg,
                const char *kvfmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Writes s as a logfmt value (quoted and escaped when needed) into out. */
+/* Writes s as a logfmt value (quoted and escaped when needed) into out;
+ * returns out. A value that does not fit is cut (still closed by a quote). */
 const char *ev_log_quote(char *out, size_t cap, const char *s);
+
+/* Lowercase name of a level ("info"); "unknown" when out of range. */
+const char *ev_log_level_name(ev_log_level level);
+
+/* Sends lines to fd instead of stderr (2); for tests. Each line is one
+ * write(2) of at most EV_LOG_LINE bytes (longer lines end in "..."). */
+void ev_log_set_fd(int fd);
+#define EV_LOG_LINE 4096
 
 #endif
