@@ -31,10 +31,16 @@ typedef struct ev_config {
     int64_t inbox_ttl_ms;      /* CHOREO_INBOX_TTL_MS, 7 days */
 } ev_config;
 
-/* Defaults, then the environment. service may be NULL (the CLI). */
+/* Defaults, then the environment. service may be NULL (the CLI: data_dir
+ * var/choreo, no http_addr). An empty variable counts as unset, except
+ * CHOREO_TOPIC_PREFIX and CHOREO_HTTP_ADDR where "" is a value. Numbers are
+ * strict base-10 integers within a range; errors name the variable. */
 int ev_config_from_env(ev_config *c, const char *service, ev_error *err);
 
-/* Applies one long flag without the dashes ("brokers", "data-dir", ...).
+/* Applies one long flag without the dashes: brokers, topic-prefix, data-dir,
+ * schema-dir, http-addr, log-level, sqlite-sync, order-timeout-ms,
+ * dispatch-delay-ms, max-record, max-attempts, retry-backoff-ms, batch-size,
+ * inbox-ttl-ms. Errors name the flag ("--batch-size: ...").
  * EV_ENOTFOUND when name is not a config flag, EV_EINVAL on a bad value. */
 int ev_config_set(ev_config *c, const char *name, const char *value, ev_error *err);
 
