@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/* orders: the life cycle of an order. Keeps every fact it has seen per order
+ * (they arrive in any order across topics) and decides when enough is known. */
+#include "orders.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Status of a row: UNPLACED holds facts seen before order.placed. */
+#define ORD_UNPLACED "UNPLACED"
+#define ORD_PENDING "PENDING"
+#define ORD_CONFIRMED "CONFIRMED"
+#define ORD_REJECTED "REJECTED"
+#define ORD_CANCELLED "CANCELLED"
+#define ORD_COMPLETED "COMPLETED"
+
+#define ORD_TIMER "order.timeout"
+
+static const ev_migration ord_migrations[] = {
+    {1, "CREATE TABLE orders ("
+        " order_id TEXT PRIMARY KEY,"
+        " customer_id TEXT NOT NULL DEFAULT '',"
+        " total_cents INTEGER NOT NULL DEFAULT 0,"
+        " currency TEXT NOT NULL DEFAULT '',"
+        " status TEXT NOT NULL DEFAULT 'UNPLACED',"
+        " reserved INTEGER NOT NULL DEFAULT 0,"
+        " out_of_stock INTEGER NOT NULL DEFAULT 0,"
+        " authorized INTEGER NOT NULL DEFAULT 0,"
+        " declined INTEGER NOT NULL DEFAULT 0,"
+        " dispatched INTEGER NOT NULL DEFAULT 0,"
+        " cancel_requested INTEGER NOT NULL DEFAULT 0,"
+        " payment_id TEXT NOT NULL DEFAULT '',"
+        " reason TEXT NOT NULL DEFAULT '',"
+        " updated_at INTEGER NOT NULL DEFAULT 0)"},
+};
+
+typedef struct ord_row {
+    char status[16];
+    int reserved, out_of_stock, authorized, declined, dispatched, cancel_requested;
+    char payment_id[EV_ID_MAX];
+} ord_row;
+
+/* ---- SQL helpers -------------------------------------------------------- */
+
+/* The cached statement for sql with fmt's arguments bound: 's' text, 'i' int64. */
+static sqlite3_stmt *ord_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
+                              const char *fmt, ...)
+{
+    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
+    if (!st)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = SQLITE_OK;
+    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
+        if (fmt[i] == 's')
+            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+                                   SQLITE_TRANSIENT);
+        else
+            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    if (rc != SQLITE_OK) {
+        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
+        return NULL;
+    }
+    return st;
+}
+
+/* Steps a bound statement to its end and resets it. */
+static int ord_done(sqlite3_stmt *st, ev_error *err)
+{
+    if (!st)
+        return err->code ? err->code : EV_ESTORE;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "orders sql: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+static const char *ord_str(const json_t *data, const char *field)
+{
+    return json_string_value(json_object_get(data, field));
+}
+
+/* The order_id of an event's data; EV_ESCHEMA when missing. */
+static int ord_id(const ev_envelope *ev, const char **id, ev_error *err)
+{
+    *id = ord_str(ev->data, "order_id");
+    if (!*id || !**id)
+        return ev_error_set(err, EV_ESCHEMA, "%s without order_id", ev->type);
+    return 0;
+}
+
+/* Reads the row of an order; *found false when there is none. */
+static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
+                    ev_error *err)
+{
+    sqlite3_stmt *st =
+        ord_stmt(ctx, err,
+                 "SELECT status, reserved, out_of_stock, authorized, declined,"
+                 " dispatched, cancel_requested, payment_id"
+                 " FROM orders WHERE order_id = ?1",
+                 "s", order_id);
+    if (!st)
+        return err->code;
+    memset(r, 0, sizeof(*r));
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+        snprintf(r->status, sizeof(r->status), "%s",
+                 (const char *)sqlite3_column_text(st, 0));
+        r->reserved = sqlite3_column_int(st, 1);
+        r->out_of_stock = sqlite3_column_int(st, 2);
+        r->authorized = sqlite3_column_int(st, 3);
+        r->declined = sqlite3_column_int(st, 4);
+        r->dispatched = sqlite3_column_int(st, 5);
+        r->cancel_requested = sqlite3_column_int(st, 6);
+        snprintf(r->payment_id, sizeof(r->payment_id), "%s",
+                 (const char *)sqlite3_column_text(st, 7));
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "orders load: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+/* ---- transitions -------------------------------------------------------- */
+
+/* Moves the order to status, emits type with data (stolen) and drops the
+ * timeout timer once the order is no longer pending. */
+static int ord_transition(ev_ctx *ctx, const char *order_id, const char *status,
+                          const char *reason, const char *type, json_t *data,
+                          ev_error *err)
+{
+    int rc =
+        ord_done(ord_stmt(ctx, err,
+                          "UPDATE orders SET status = ?2, reason = ?3, updated_at = ?4"
+                          " WHERE order_id = ?1",
+                          "sssi", order_id, status, reason ? reason : "",
+                          (int64_t)ev_ctx_now_ms(ctx)),
+                 err);
+    if (rc < 0) {
+        json_decref(data);
+        return rc;
+    }
+    rc = ev_emit(ctx, type, data, err);
+    if (rc < 0)
+        return rc;
+    rc = ev_timer_disarm(ctx, order_id, ORD_TIMER, err);
+    ev_log(EV_LOG_INFO, "order transition", "order_id=%s status=%s reason=%s", order_id,
+           status, reason ? reason : "-");
+    return rc;
+}
+
+static int ord_reject(ev_ctx *ctx, const char *order_id, const char *reason,
+                      ev_error *err)
+{
+    json_t *d = json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason);
+    return ord_transition(ctx, order_id, ORD_REJECTED, reason, "order.rejected", d, err);
+}
+
+static int ord_cancel(ev_ctx *ctx, const char *order_id, const char *reason,
+                      ev_error *err)
+{
+    json_t *d = json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason);
+    return ord_transition(ctx, order_id, ORD_CANCELLED, reason, "order.cancelled", d,
+                          err);
+}
+
+/* Decides what the known facts of a placed order allow. */
+static int ord_decide(ev_ctx *ctx, const char *order_id, ev_error *err)
+{
+    ord_row r;
+    bool found;
+    int rc = ord_load(ctx, order_id, &r, &found, err);
+    if (rc < 0 || !found)
+        return rc;
+    if (strcmp(r.status, ORD_PENDING) == 0) {
+        if (r.out_of_stock)
+            return ord_reject(ctx, order_id, "out_of_stock", err);
+        if (r.declined)
+            return ord_reject(ctx, order_id, "payment_declined", err);
+        if (r.reserved && r.authorized) {
+            json_t *d =
+                json_pack("{s:s, s:s}", "order_id", order_id, "payment_id", r.payment_id);
+            return ord_transition(ctx, order_id, ORD_CONFIRMED, NULL, "order.confirmed",
+                                  d, err);
+        }
+        return 0;
+    }
+    if (strcmp(r.status, ORD_CONFIRMED) == 0 && r.dispatched) {
+        json_t *d = json_pack("{s:s}", "order_id", order_id);
+        return ord_transition(ctx, order_id, ORD_COMPLETED, NULL, "order.completed", d,
+                              err);
+    }
+    return 0;
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id;
+    int rc = ord_id(ev, &id, err);
+    if (rc < 0)
+        return rc;
+    ord_row r;
+    bool found;
+    rc = ord_load(ctx, id, &r, &found, err);
+    if (rc < 0)
+        return rc;
+    if (found && strcmp(r.status, ORD_UNPLACED) != 0) {
+        ev_log(EV_LOG_WARN, "order placed again, ignored", "order_id=%s event_id=%s", id,
+               ev->id);
+        return 0;
+    }
+    const char *customer = ord_str(ev->data, "customer_id");
+    const char *currency = ord_str(ev->data, "currency");
+    int64_t total = json_integer_value(json_object_get(ev->data, "total_cents"));
+    rc = ord_done(
+        ord_stmt(ctx, err,
+                 "INSERT INTO orders(order_id, customer_id, total_cents, currency,"
+                 " status, updated_at) VALUES(?1, ?2, ?3, ?4, 'PENDING', ?5)"
+                 " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
+                 " total_cents = ?3, currency = ?4, status = 'PENDING',"
+                 " updated_at = ?5",
+                 "ssisi", id, customer ? customer : "", total, currency ? currency : "",
+                 (int64_t)ev_ctx_now_ms(ctx)),
+        err);
+    if (rc < 0)
+        return rc;
+    rc = ev_timer_arm(ctx, id, ORD_TIMER, ev_ctx_config(ctx)->order_timeout_ms, err);
+    if (rc < 0)
+        return rc;
+    if (found && r.cancel_requested)
+        return ord_cancel(ctx, id, "customer", err);
+    return ord_decide(ctx, id, err);
+}
+
+/* A fact about an order from another service: sets its flag, then decides. */
+static int ord_fact(ev_ctx *ctx, const ev_envelope *ev, const char *sql, ev_error *err)
+{
+    const char *id;
+    int rc = ord_id(ev, &id, err);
+    if (rc < 0)
+        return rc;
+    const char *pay = ord_str(ev->data, "payment_id");
+    rc = ord_done(
+        ord_stmt(ctx, err, sql, "ssi", id, pay ? pay : "", (int64_t)ev_ctx_now_ms(ctx)),
+        err);
+    if (rc < 0)
+        return rc;
+    return ord_decide(ctx, id, err);
+}
+
+#define ORD_FACT_SQL(col)                                                                \
+    "INSERT INTO orders(order_id, " col ", updated_at) VALUES(?1, 1, ?3)"                \
+    " ON CONFLICT(order_id) DO UPDATE SET " col " = 1, updated_at = ?3"
+
+static int ord_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    return ord_fact(ctx, ev, ORD_FACT_SQL("reserved"), err);
+}
+
+static int ord_on_out_of_stock(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    return ord_fact(ctx, ev, ORD_FACT_SQL("out_of_stock"), err);
+}
+
+static int ord_on_declined(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    return ord_fact(ctx, ev, ORD_FACT_SQL("declined"), err);
+}
+
+static int ord_on_authorized(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    return ord_fact(ctx, ev,
+                    "INSERT INTO orders(order_id, authorized, payment_id, updated_at)"
+                    " VALUES(?1, 1, ?2, ?3) ON CONFLICT(order_id) DO UPDATE SET"
+                    " authorized = 1, payment_id = ?2, updated_at = ?3",
+                    err);
+}
+
+static int ord_on_dispatched(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    return ord_fact(ctx, ev, ORD_FACT_SQL("dispatched"), err);
+}
+
+/* Accepted while the order is pending or confirmed; remembered when the order
+ * is not placed yet; otherwise ignored and logged. */
+static int ord_on_cancel_requested(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id;
+    int rc = ord_id(ev, &id, err);
+    if (rc < 0)
+        return rc;
+    ord_row r;
+    bool found;
+    rc = ord_load(ctx, id, &r, &found, err);
+    if (rc < 0)
+        return rc;
+    if (!found || strcmp(r.status, ORD_UNPLACED) == 0)
+        return ord_fact(ctx, ev, ORD_FACT_SQL("cancel_requested"), err);
+    if (strcmp(r.status, ORD_PENDING) == 0 || strcmp(r.status, ORD_CONFIRMED) == 0)
+        return ord_cancel(ctx, id, "customer", err);
+    ev_log(EV_LOG_INFO, "cancel request ignored", "order_id=%s status=%s event_id=%s", id,
+           r.status, ev->id);
+    return 0;
+}
+
+/* order.timeout: cancels the order only if it is still pending. */
+static int ord_on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
+{
+    if (strcmp(t->kind, ORD_TIMER) != 0)
+        return 0;
+    ord_row r;
+    bool found;
+    int rc = ord_load(ctx, t->key, &r, &found, err);
+    if (rc < 0 || !found || strcmp(r.status, ORD_PENDING) != 0)
+        return rc;
+    return ord_cancel(ctx, t->key, "timeout", err);
+}
+
+/* ---- dump --------------------------------------------------------------- */
+
+static int ord_dump(ev_store *s, json_t **out, ev_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *orders = json_array();
+    json_t *counts = json_object();
+    int rc = sqlite3_prepare_v2(ev_store_db(s),
+                                "SELECT order_id, customer_id, status, total_cents,"
+                                " currency, payment_id, reason FROM orders"
+                                " ORDER BY order_id",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        rc = ev_error_set(err, EV_ESTORE, "orders dump: %s",
+                          sqlite3_errmsg(ev_store_db(s)));
+        goto fail;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *status = (const char *)sqlite3_column_text(st, 2);
+        json_array_append_new(
+            orders, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s}", "order_id",
+                              (const char *)sqlite3_column_text(st, 0), "customer_id",
+                              (const char *)sqlite3_column_text(st, 1), "status", status,
+                              "total_cents", (json_int_t)sqlite3_column_int64(st, 3),
+                              "currency", (const char *)sqlite3_column_text(st, 4),
+                              "payment_id", (const char *)sqlite3_column_text(st, 5),
+                              "reason", (const char *)sqlite3_column_text(st, 6)));
+        json_int_t n = json_integer_value(json_object_get(counts, status));
+        json_object_set_new(counts, status, json_integer(n + 1));
+    }
+    if (rc != SQLITE_DONE) {
+        rc = ev_error_set(err, EV_ESTORE, "orders dump: %s", sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = json_pack("{s:s, s:o, s:o}", "service", "orders", "orders", orders, "counts",
+                     counts);
+    return *out ? 0 : ev_error_set(err, EV_ENOMEM, "orders dump: out of memory");
+fail:
+    sqlite3_finalize(st);
+    json_decref(orders);
+    json_decref(counts);
+    return rc;
+}
+
+static const ev_handler ord_handlers[] = {
+    {"order.placed", ord_on_placed},
+    {"order.cancel_requested", ord_on_cancel_requested},
+    {"inventory.reserved", ord_on_reserved},
+    {"inventory.rejected", ord_on_out_of_stock},
+    {"payment.authorized", ord_on_authorized},
+    {"payment.declined", ord_on_declined},
+    {"shipment.dispatched", ord_on_dispatched},
+    {NULL, NULL},
+};
+
+static const char *const ord_emits[] = {"order.confirmed", "order.rejected",
+                                        "order.cancelled", "order.completed", NULL};
+
+const ev_service_def orders_def = {
+    .name = "orders",
+    .handlers = ord_handlers,
+    .emits = ord_emits,
+    .migrations = ord_migrations,
+    .n_migrations = sizeof(ord_migrations) / sizeof(ord_migrations[0]),
+    .on_timer = ord_on_timer,
+    .dump = ord_dump,
+};
