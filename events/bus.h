@@ -48,6 +48,9 @@ int ev_producer_flush(ev_producer *p, int timeout_ms, ev_error *err);
 /* Messages still waiting for a delivery report. */
 int ev_producer_outq_len(ev_producer *p);
 rd_kafka_t *ev_producer_handle(ev_producer *p); /* borrowed */
+/* How long ev_producer_send waits for room in a full local queue before it
+ * gives up with EV_ERETRY (default 30000 ms; the runtime uses a short wait). */
+void ev_producer_set_block(ev_producer *p, int block_ms);
 
 /* ---- consumer ---- */
 
@@ -76,6 +79,9 @@ int ev_consumer_store(ev_consumer *c, const char *topic, int32_t partition,
 /* Moves a partition's position (e.g. to re-read a record to retry). */
 int ev_consumer_seek(ev_consumer *c, const char *topic, int32_t partition,
                      int64_t offset, ev_error *err);
+/* Stops (pause true) or restarts fetching a partition; a retry backoff. */
+int ev_consumer_pause(ev_consumer *c, const char *topic, int32_t partition, bool pause,
+                      ev_error *err);
 bool ev_consumer_assigned(ev_consumer *c);
 /* Commits stored offsets and leaves the group. */
 int ev_consumer_close(ev_consumer *c, ev_error *err);
