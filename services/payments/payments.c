@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/* payments: customers' credit and one payment per order, authorized once both
+ * the order and its reservation are known, refunded when the order is cancelled. */
+#include "payments.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Payment states: NONE (waiting for facts), AUTHORIZED, DECLINED, REFUNDED,
+ * VOID (cancelled before a decision: never authorized). */
+static const ev_migration pay_migrations[] = {
+    {1, "CREATE TABLE customers ("
+        " customer_id TEXT PRIMARY KEY,"
+        " name TEXT NOT NULL DEFAULT '',"
+        " email TEXT NOT NULL DEFAULT '',"
+        " credit_limit_cents INTEGER NOT NULL DEFAULT 0,"
+        " outstanding_cents INTEGER NOT NULL DEFAULT 0 CHECK (outstanding_cents >= 0));"
+        "CREATE TABLE payments ("
+        " order_id TEXT PRIMARY KEY,"
+        " customer_id TEXT NOT NULL DEFAULT '',"
+        " amount_cents INTEGER NOT NULL DEFAULT 0,"
+        " placed INTEGER NOT NULL DEFAULT 0,"
+        " reserved INTEGER NOT NULL DEFAULT 0,"
+        " status TEXT NOT NULL DEFAULT 'NONE',"
+        " payment_id TEXT NOT NULL DEFAULT '',"
+        " reason TEXT NOT NULL DEFAULT '',"
+        " updated_at INTEGER NOT NULL DEFAULT 0);"},
+};
+
+typedef struct pay_row {
+    char customer_id[EV_SUBJECT_MAX];
+    int64_t amount;
+    int placed, reserved;
+    char status[16];
+    char payment_id[EV_SUBJECT_MAX];
+} pay_row;
+
+/* ---- SQL helpers -------------------------------------------------------- */
+
+/* The cached statement for sql with fmt's arguments bound: 's' text, 'i' int64. */
+static sqlite3_stmt *pay_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
+                              const char *fmt, ...)
+{
+    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
+    if (!st)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = SQLITE_OK;
+    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
+        if (fmt[i] == 's')
+            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+                                   SQLITE_TRANSIENT);
+        else
+            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    if (rc != SQLITE_OK) {
+        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
+        return NULL;
+    }
+    return st;
+}
+
+/* Steps a bound statement to its end and resets it. */
+static int pay_done(sqlite3_stmt *st, ev_error *err)
+{
+    if (!st)
+        return err->code ? err->code : EV_ESTORE;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "payments sql: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+static int pay_order_id(const ev_envelope *ev, const char **id, ev_error *err)
+{
+    *id = json_string_value(json_object_get(ev->data, "order_id"));
+    if (!*id || !**id)
+        return ev_error_set(err, EV_ESCHEMA, "%s without order_id", ev->type);
+    return 0;
+}
+
+static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
+                    ev_error *err)
+{
+    sqlite3_stmt *st =
+        pay_stmt(ctx, err,
+                 "SELECT customer_id, amount_cents, placed, reserved, status,"
+                 " payment_id FROM payments WHERE order_id = ?1",
+                 "s", order_id);
+    if (!st)
+        return err->code;
+    memset(r, 0, sizeof(*r));
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+        snprintf(r->customer_id, sizeof(r->customer_id), "%s",
+                 (const char *)sqlite3_column_text(st, 0));
+        r->amount = sqlite3_column_int64(st, 1);
+        r->placed = sqlite3_column_int(st, 2);
+        r->reserved = sqlite3_column_int(st, 3);
+        snprintf(r->status, sizeof(r->status), "%s",
+                 (const char *)sqlite3_column_text(st, 4));
+        snprintf(r->payment_id, sizeof(r->payment_id), "%s",
+                 (const char *)sqlite3_column_text(st, 5));
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "payments load: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+static int pay_set_status(ev_ctx *ctx, const char *order_id, const char *status,
+                          const char *payment_id, const char *reason, ev_error *err)
+{
+    return pay_done(
+        pay_stmt(ctx, err,
+                 "UPDATE payments SET status = ?2, payment_id = ?3, reason = ?4,"
+                 " updated_at = ?5 WHERE order_id = ?1",
+                 "ssssi", order_id, status, payment_id, reason,
+                 (int64_t)ev_ctx_now_ms(ctx)),
+        err);
+}
+
+/* Moves a customer's outstanding amount by delta. */
+static int pay_outstanding(ev_ctx *ctx, const char *customer_id, int64_t delta,
+                           ev_error *err)
+{
+    return pay_done(
+        pay_stmt(ctx, err,
+                 "UPDATE customers SET outstanding_cents = outstanding_cents + ?2"
+                 " WHERE customer_id = ?1",
+                 "si", customer_id, delta),
+        err);
+}
+
+/* ---- decisions ---------------------------------------------------------- */
+
+static int pay_decline(ev_ctx *ctx, const char *order_id, const char *reason,
+                       ev_error *err)
+{
+    int rc = pay_set_status(ctx, order_id, "DECLINED", "", reason, err);
+    if (rc < 0)
+        return rc;
+    ev_log(EV_LOG_INFO, "payment declined", "order_id=%s reason=%s", order_id, reason);
+    return ev_emit(ctx, "payment.declined",
+                   json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason), err);
+}
+
+/* Authorizes against the customer's remaining credit, or declines. */
+static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
+                         ev_error *err)
+{
+    sqlite3_stmt *st =
+        pay_stmt(ctx, err,
+                 "SELECT credit_limit_cents, outstanding_cents FROM customers"
+                 " WHERE customer_id = ?1",
+                 "s", r->customer_id);
+    if (!st)
+        return err->code;
+    int rc = sqlite3_step(st);
+    bool known = rc == SQLITE_ROW;
+    int64_t limit = known ? sqlite3_column_int64(st, 0) : 0;
+    int64_t outstanding = known ? sqlite3_column_int64(st, 1) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "payments customer: %s", sqlite3_errstr(rc));
+    if (!known)
+        return pay_decline(ctx, order_id, "unknown_customer", err);
+    if (outstanding + r->amount > limit)
+        return pay_decline(ctx, order_id, "credit_limit", err);
+    char pid[EV_SUBJECT_MAX];
+    if ((size_t)snprintf(pid, sizeof(pid), "pay-%s", order_id) >= sizeof(pid))
+        return ev_error_set(err, EV_EINVAL, "order_id too long for a payment id");
+    rc = pay_set_status(ctx, order_id, "AUTHORIZED", pid, "", err);
+    if (rc == 0)
+        rc = pay_outstanding(ctx, r->customer_id, r->amount, err);
+    if (rc < 0)
+        return rc;
+    ev_log(EV_LOG_INFO, "payment authorized", "order_id=%s amount_cents=%lld", order_id,
+           (long long)r->amount);
+    return ev_emit(ctx, "payment.authorized",
+                   json_pack("{s:s, s:s, s:I}", "order_id", order_id, "payment_id", pid,
+                             "amount_cents", (json_int_t)r->amount),
+                   err);
+}
+
+/* Decides once both the order and its reservation are known. */
+static int pay_decide(ev_ctx *ctx, const char *order_id, ev_error *err)
+{
+    pay_row r;
+    bool found;
+    int rc = pay_load(ctx, order_id, &r, &found, err);
+    if (rc < 0 || !found || !r.placed || !r.reserved || strcmp(r.status, "NONE") != 0)
+        return rc;
+    return pay_authorize(ctx, order_id, &r, err);
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static int pay_on_customer(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id = json_string_value(json_object_get(ev->data, "customer_id"));
+    const char *name = json_string_value(json_object_get(ev->data, "name"));
+    const char *email = json_string_value(json_object_get(ev->data, "email"));
+    json_t *limit = json_object_get(ev->data, "credit_limit_cents");
+    if (!id || !json_is_integer(limit))
+        return ev_error_set(err, EV_ESCHEMA, "customer.registered incomplete");
+    return pay_done(pay_stmt(ctx, err,
+                             "INSERT INTO customers(customer_id, name, email,"
+                             " credit_limit_cents) VALUES(?1, ?2, ?3, ?4)"
+                             " ON CONFLICT(customer_id) DO UPDATE SET name = ?2,"
+                             " email = ?3, credit_limit_cents = ?4",
+                             "sssi", id, name ? name : "", email ? email : "",
+                             (int64_t)json_integer_value(limit)),
+                    err);
+}
+
+static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id;
+    int rc = pay_order_id(ev, &id, err);
+    if (rc < 0)
+        return rc;
+    const char *customer = json_string_value(json_object_get(ev->data, "customer_id"));
+    json_t *total = json_object_get(ev->data, "total_cents");
+    if (!customer || !json_is_integer(total))
+        return ev_error_set(err, EV_ESCHEMA, "order.placed incomplete");
+    rc = pay_done(
+        pay_stmt(ctx, err,
+                 "INSERT INTO payments(order_id, customer_id, amount_cents, placed,"
+                 " updated_at) VALUES(?1, ?2, ?3, 1, ?4)"
+                 " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
+                 " amount_cents = ?3, placed = 1, updated_at = ?4"
+                 " WHERE placed = 0",
+                 "ssii", id, customer, (int64_t)json_integer_value(total),
+                 (int64_t)ev_ctx_now_ms(ctx)),
+        err);
+    return rc < 0 ? rc : pay_decide(ctx, id, err);
+}
+
+static int pay_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id;
+    int rc = pay_order_id(ev, &id, err);
+    if (rc < 0)
+        return rc;
+    rc = pay_done(pay_stmt(ctx, err,
+                           "INSERT INTO payments(order_id, reserved, updated_at)"
+                           " VALUES(?1, 1, ?2) ON CONFLICT(order_id) DO UPDATE SET"
+                           " reserved = 1, updated_at = ?2",
+                           "si", id, (int64_t)ev_ctx_now_ms(ctx)),
+                  err);
+    return rc < 0 ? rc : pay_decide(ctx, id, err);
+}
+
+/* Refunds an authorized payment; a payment not decided yet is voided so that
+ * a late reservation never charges a cancelled order. */
+static int pay_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id;
+    pay_row r;
+    bool found;
+    int rc = pay_order_id(ev, &id, err);
+    if (rc == 0)
+        rc = pay_load(ctx, id, &r, &found, err);
+    if (rc < 0)
+        return rc;
+    if (!found)
+        return pay_done(pay_stmt(ctx, err,
+                                 "INSERT INTO payments(order_id, status, updated_at)"
+                                 " VALUES(?1, 'VOID', ?2)",
+                                 "si", id, (int64_t)ev_ctx_now_ms(ctx)),
+                        err);
+    if (strcmp(r.status, "NONE") == 0)
+        return pay_set_status(ctx, id, "VOID", "", "cancelled", err);
+    if (strcmp(r.status, "AUTHORIZED") != 0)
+        return 0;
+    rc = pay_set_status(ctx, id, "REFUNDED", r.payment_id, "cancelled", err);
+    if (rc == 0)
+        rc = pay_outstanding(ctx, r.customer_id, -r.amount, err);
+    if (rc < 0)
+        return rc;
+    ev_log(EV_LOG_INFO, "payment refunded", "order_id=%s amount_cents=%lld", id,
+           (long long)r.amount);
+    return ev_emit(ctx, "payment.refunded",
+                   json_pack("{s:s, s:s, s:I}", "order_id", id, "payment_id",
+                             r.payment_id, "amount_cents", (json_int_t)r.amount),
+                   err);
+}
+
+/* ---- dump --------------------------------------------------------------- */
+
+static int pay_dump_customers(sqlite3 *db, json_t *out, ev_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT customer_id, email, credit_limit_cents, outstanding_cents"
+            " FROM customers ORDER BY customer_id",
+            -1, &st, NULL) != SQLITE_OK)
+        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errmsg(db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:I, s:I}", "customer_id",
+                           (const char *)sqlite3_column_text(st, 0), "email",
+                           (const char *)sqlite3_column_text(st, 1), "credit_limit_cents",
+                           (json_int_t)sqlite3_column_int64(st, 2), "outstanding_cents",
+                           (json_int_t)sqlite3_column_int64(st, 3)));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+static int pay_dump_payments(sqlite3 *db, json_t *out, ev_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT order_id, customer_id, amount_cents, status, payment_id,"
+            " reason FROM payments ORDER BY order_id",
+            -1, &st, NULL) != SQLITE_OK)
+        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errmsg(db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "order_id",
+                           (const char *)sqlite3_column_text(st, 0), "customer_id",
+                           (const char *)sqlite3_column_text(st, 1), "amount_cents",
+                           (json_int_t)sqlite3_column_int64(st, 2), "status",
+                           (const char *)sqlite3_column_text(st, 3), "payment_id",
+                           (const char *)sqlite3_column_text(st, 4), "reason",
+                           (const char *)sqlite3_column_text(st, 5)));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+static int pay_dump(ev_store *s, json_t **out, ev_error *err)
+{
+    json_t *customers = json_array();
+    json_t *payments = json_array();
+    int rc = pay_dump_customers(ev_store_db(s), customers, err);
+    if (rc == 0)
+        rc = pay_dump_payments(ev_store_db(s), payments, err);
+    if (rc < 0) {
+        json_decref(customers);
+        json_decref(payments);
+        return rc;
+    }
+    *out = json_pack("{s:s, s:o, s:o}", "service", "payments", "customers", customers,
+                     "payments", payments);
+    return *out ? 0 : ev_error_set(err, EV_ENOMEM, "payments dump: out of memory");
+}
+
+static const ev_handler pay_handlers[] = {
+    {"customer.registered", pay_on_customer},
+    {"order.placed", pay_on_placed},
+    {"inventory.reserved", pay_on_reserved},
+    {"order.cancelled", pay_on_cancelled},
+    {NULL, NULL},
+};
+
+static const char *const pay_emits[] = {"payment.authorized", "payment.declined",
+                                        "payment.refunded", NULL};
+
+const ev_service_def payments_def = {
+    .name = "payments",
+    .handlers = pay_handlers,
+    .emits = pay_emits,
+    .migrations = pay_migrations,
+    .n_migrations = sizeof(pay_migrations) / sizeof(pay_migrations[0]),
+    .dump = pay_dump,
+};
