@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/* shipping: one shipment per confirmed order, dispatched by a timer unless the
+ * order is cancelled first; a cancel that crossed the dispatch is a return. */
+#include "shipping.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+#define SHP_TIMER "shipment.dispatch"
+
+/* Shipment states: SCHEDULED, DISPATCHED, CANCELLED, RETURNED, and
+ * CANCEL_SEEN (order.cancelled came first: never schedule). */
+static const ev_migration shp_migrations[] = {
+    {1, "CREATE TABLE shipments ("
+        " order_id TEXT PRIMARY KEY,"
+        " shipment_id TEXT NOT NULL DEFAULT '',"
+        " status TEXT NOT NULL,"
+        " updated_at INTEGER NOT NULL DEFAULT 0)"},
+};
+
+/* ---- SQL helpers -------------------------------------------------------- */
+
+static sqlite3_stmt *shp_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
+                              const char *fmt, ...)
+{
+    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
+    if (!st)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = SQLITE_OK;
+    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
+        if (fmt[i] == 's')
+            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+                                   SQLITE_TRANSIENT);
+        else
+            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    if (rc != SQLITE_OK) {
+        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
+        return NULL;
+    }
+    return st;
+}
+
+static int shp_done(sqlite3_stmt *st, ev_error *err)
+{
+    if (!st)
+        return err->code ? err->code : EV_ESTORE;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "shipping sql: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+/* The shipment's status and id ("" when there is none). */
+static int shp_load(ev_ctx *ctx, const char *order_id, char *status, size_t scap,
+                    char *sid, size_t icap, ev_error *err)
+{
+    sqlite3_stmt *st = shp_stmt(
+        ctx, err, "SELECT status, shipment_id FROM shipments WHERE order_id = ?1", "s",
+        order_id);
+    if (!st)
+        return err->code;
+    int rc = sqlite3_step(st);
+    bool row = rc == SQLITE_ROW;
+    snprintf(status, scap, "%s", row ? (const char *)sqlite3_column_text(st, 0) : "");
+    snprintf(sid, icap, "%s", row ? (const char *)sqlite3_column_text(st, 1) : "");
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "shipping load: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+static int shp_set(ev_ctx *ctx, const char *order_id, const char *sid, const char *status,
+                   ev_error *err)
+{
+    return shp_done(
+        shp_stmt(ctx, err,
+                 "INSERT INTO shipments(order_id, shipment_id, status, updated_at)"
+                 " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(order_id) DO UPDATE SET"
+                 " shipment_id = ?2, status = ?3, updated_at = ?4",
+                 "sssi", order_id, sid, status, (int64_t)ev_ctx_now_ms(ctx)),
+        err);
+}
+
+/* Sets the status and emits type {order_id, shipment_id}. */
+static int shp_move(ev_ctx *ctx, const char *order_id, const char *sid,
+                    const char *status, const char *type, ev_error *err)
+{
+    int rc = shp_set(ctx, order_id, sid, status, err);
+    if (rc < 0)
+        return rc;
+    ev_log(EV_LOG_INFO, "shipment", "order_id=%s shipment_id=%s status=%s", order_id, sid,
+           status);
+    return ev_emit(ctx, type,
+                   json_pack("{s:s, s:s}", "order_id", order_id, "shipment_id", sid),
+                   err);
+}
+
+/* "shp-<order_id>", or "shp-<uuid5(order_id)>" when that is longer than an id. */
+static void shp_shipment_id(const char *order_id, char *out, size_t cap)
+{
+    size_t n = strlen(order_id);
+    if (n + 4 <= 64 && n + 5 <= cap) {
+        memcpy(out, "shp-", 4);
+        memcpy(out + 4, order_id, n + 1);
+        return;
+    }
+    char u[EV_UUID_LEN];
+    ev_uuid5(u, order_id);
+    snprintf(out, cap, "shp-%s", u);
+}
+
+static int shp_order_id(const ev_envelope *ev, const char **id, ev_error *err)
+{
+    *id = json_string_value(json_object_get(ev->data, "order_id"));
+    if (!*id || !**id)
+        return ev_error_set(err, EV_ESCHEMA, "%s without order_id", ev->type);
+    return 0;
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static int shp_on_confirmed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id;
+    char status[16], sid[EV_ID_MAX];
+    int rc = shp_order_id(ev, &id, err);
+    if (rc == 0)
+        rc = shp_load(ctx, id, status, sizeof(status), sid, sizeof(sid), err);
+    if (rc < 0)
+        return rc;
+    if (status[0]) {
+        ev_log(EV_LOG_INFO, "confirmed order already handled", "order_id=%s status=%s",
+               id, status);
+        return 0;
+    }
+    shp_shipment_id(id, sid, sizeof(sid));
+    rc = shp_move(ctx, id, sid, "SCHEDULED", "shipment.scheduled", err);
+    if (rc < 0)
+        return rc;
+    return ev_timer_arm(ctx, id, SHP_TIMER, ev_ctx_config(ctx)->dispatch_delay_ms, err);
+}
+
+static int shp_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *id;
+    char status[16], sid[EV_ID_MAX];
+    int rc = shp_order_id(ev, &id, err);
+    if (rc == 0)
+        rc = shp_load(ctx, id, status, sizeof(status), sid, sizeof(sid), err);
+    if (rc < 0)
+        return rc;
+    if (!status[0])
+        return shp_set(ctx, id, "", "CANCEL_SEEN", err);
+    if (strcmp(status, "SCHEDULED") == 0) {
+        rc = ev_timer_disarm(ctx, id, SHP_TIMER, err);
+        return rc < 0 ? rc
+                      : shp_move(ctx, id, sid, "CANCELLED", "shipment.cancelled", err);
+    }
+    if (strcmp(status, "DISPATCHED") == 0)
+        return shp_move(ctx, id, sid, "RETURNED", "shipment.returned", err);
+    return 0;
+}
+
+/* shipment.dispatch: the point of no return, unless cancelled before. */
+static int shp_on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
+{
+    char status[16], sid[EV_ID_MAX];
+    if (strcmp(t->kind, SHP_TIMER) != 0)
+        return 0;
+    int rc = shp_load(ctx, t->key, status, sizeof(status), sid, sizeof(sid), err);
+    if (rc < 0 || strcmp(status, "SCHEDULED") != 0)
+        return rc;
+    return shp_move(ctx, t->key, sid, "DISPATCHED", "shipment.dispatched", err);
+}
+
+/* ---- dump --------------------------------------------------------------- */
+
+static int shp_dump(ev_store *s, json_t **out, ev_error *err)
+{
+    sqlite3 *db = ev_store_db(s);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT order_id, shipment_id, status FROM shipments"
+                           " ORDER BY order_id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return ev_error_set(err, EV_ESTORE, "shipping dump: %s", sqlite3_errmsg(db));
+    json_t *list = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s}", "order_id",
+                            (const char *)sqlite3_column_text(st, 0), "shipment_id",
+                            (const char *)sqlite3_column_text(st, 1), "status",
+                            (const char *)sqlite3_column_text(st, 2)));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(list);
+        return ev_error_set(err, EV_ESTORE, "shipping dump: %s", sqlite3_errstr(rc));
+    }
+    *out = json_pack("{s:s, s:o}", "service", "shipping", "shipments", list);
+    return *out ? 0 : ev_error_set(err, EV_ENOMEM, "shipping dump: out of memory");
+}
+
+static const ev_handler shp_handlers[] = {
+    {"order.confirmed", shp_on_confirmed},
+    {"order.cancelled", shp_on_cancelled},
+    {NULL, NULL},
+};
+
+static const char *const shp_emits[] = {"shipment.scheduled", "shipment.dispatched",
+                                        "shipment.cancelled", "shipment.returned", NULL};
+
+const ev_service_def shipping_def = {
+    .name = "shipping",
+    .handlers = shp_handlers,
+    .emits = shp_emits,
+    .migrations = shp_migrations,
+    .n_migrations = sizeof(shp_migrations) / sizeof(shp_migrations[0]),
+    .on_timer = shp_on_timer,
+    .dump = shp_dump,
+};
