@@ -14,6 +14,14 @@ BUILD    := build/sanitize
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
+# `make demo` and `make test` work on a fresh Debian machine: missing packages are
+# installed (.ci/deps) while parsing, before pkg-config is asked for flags below.
+ifneq ($(filter demo test,$(MAKECMDGOALS)),)
+ifneq ($(shell sh .ci/deps >&2 || echo failed),)
+$(error .ci/deps failed: install the packages it lists, then retry)
+endif
+endif
+
 PKGS      := rdkafka jansson uuid sqlite3 libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
