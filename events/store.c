@@ -345,6 +345,17 @@ static int pragma_text(ev_store *s, const char *sql, char *out, size_t cap, ev_e
     return ret;
 }
 
+/* The PRAGMAs for opts->synchronous, or NULL when it is neither FULL nor NORMAL. */
+static const char *sync_pragmas(const ev_store_opts *opts)
+{
+    const char *sync = opts->synchronous;
+    if (sync == NULL || strcasecmp(sync, "FULL") == 0)
+        return "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+    if (strcasecmp(sync, "NORMAL") == 0)
+        return "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
+    return NULL;
+}
+
 static int set_pragmas(ev_store *s, const ev_store_opts *opts, ev_error *err)
 {
     int ms = opts->busy_timeout_ms == 0 ? BUSY_TIMEOUT_DEFAULT : opts->busy_timeout_ms;
@@ -358,14 +369,7 @@ static int set_pragmas(ev_store *s, const ev_store_opts *opts, ev_error *err)
         return ret;
     if (strcasecmp(mode, "wal") != 0)
         return ev_error_set(err, EV_ESTORE, "store: journal_mode is %s, not wal", mode);
-    const char *sync = opts->synchronous;
-    if (sync == NULL || strcasecmp(sync, "FULL") == 0)
-        sync = "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
-    else if (strcasecmp(sync, "NORMAL") == 0)
-        sync = "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
-    else
-        return ev_error_set(err, EV_EINVAL, "store: synchronous must be FULL or NORMAL");
-    return exec_sql(s, sync, "pragma", err);
+    return exec_sql(s, sync_pragmas(opts), "pragma", err);
 }
 
 static int user_version(ev_store *s, int64_t *v, ev_error *err)
@@ -414,6 +418,21 @@ static int check_migrations(const ev_store_opts *opts, ev_error *err)
     return 0;
 }
 
+/* Whether version is recorded; inside the write transaction, so another
+ * instance opening the same database at the same time cannot apply it twice. */
+static int migration_done(ev_store *s, int version, bool *done, ev_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = lookup(s, "SELECT count(*) FROM ev_migrations WHERE version = ?", &st, err);
+    if (ret != 0)
+        return ret;
+    sqlite3_bind_int(st, 1, version);
+    int64_t n = 0;
+    ret = query_int64(s, st, 0, &n, "migrations", err);
+    *done = n > 0;
+    return ret;
+}
+
 static int apply_one(ev_store *s, const ev_migration *m, ev_error *err)
 {
     char what[48];
@@ -421,8 +440,11 @@ static int apply_one(ev_store *s, const ev_migration *m, ev_error *err)
     int ret = ev_store_begin(s, err);
     if (ret != 0)
         return ret;
-    ret = exec_sql(s, m->sql, what, err);
-    if (ret == 0) {
+    bool done = false;
+    ret = migration_done(s, m->version, &done, err);
+    if (ret == 0 && !done)
+        ret = exec_sql(s, m->sql, what, err);
+    if (ret == 0 && !done) {
         sqlite3_stmt *st = NULL;
         ret = lookup(s, "INSERT INTO ev_migrations(version, applied_at) VALUES(?, ?)",
                      &st, err);
@@ -441,9 +463,7 @@ static int apply_one(ev_store *s, const ev_migration *m, ev_error *err)
 
 static int apply_migrations(ev_store *s, const ev_store_opts *opts, ev_error *err)
 {
-    int ret = check_migrations(opts, err);
-    if (ret != 0)
-        return ret;
+    int ret = 0;
     sqlite3_stmt *st = NULL;
     int got = lookup(s, "SELECT max(version) FROM ev_migrations", &st, err);
     if (got != 0)
@@ -496,11 +516,16 @@ int ev_store_open(ev_store **out, const ev_store_opts *opts, ev_error *err)
     if (out == NULL || opts == NULL || opts->path == NULL || opts->path[0] == '\0')
         return ev_error_set(err, EV_EINVAL, "store: open: path is required");
     *out = NULL;
+    if (sync_pragmas(opts) == NULL)
+        return ev_error_set(err, EV_EINVAL, "store: synchronous must be FULL or NORMAL");
+    int ret = check_migrations(opts, err);
+    if (ret != 0)
+        return ret;
     ev_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return ev_error_set(err, EV_ENOMEM, "store: out of memory");
     s->readonly = opts->readonly;
-    int ret = open_db(s, opts, err);
+    ret = open_db(s, opts, err);
     if (ret == 0)
         ret = set_pragmas(s, opts, err);
     if (ret == 0 && !s->readonly)

@@ -184,6 +184,25 @@ START_TEST(open_rejects_bad_options)
     ck_assert_int_eq(err.code, bad_open_cases[_i].want);
     ck_assert_msg(strstr(err.text, "store:") != NULL, "%s", err.text);
     ck_assert_ptr_null(s);
+    struct stat sb;
+    ck_assert_int_ne(stat(dbpath, &sb), 0); /* nothing created */
+}
+END_TEST
+
+START_TEST(open_garbage_file_is_store_error)
+{
+    snprintf(dbpath, sizeof(dbpath), "%s/garbage.db", tmpdir);
+    FILE *f = fopen(dbpath, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 512; i++)
+        fputs("this is not a database ", f);
+    fclose(f);
+    ev_store *s = NULL;
+    ev_error err = {0};
+    ev_store_opts o = {.path = dbpath};
+    ck_assert_int_eq(ev_store_open(&s, &o, &err), EV_ESTORE);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(err.text, "not_a_database") != NULL, "%s", err.text);
 }
 END_TEST
 
@@ -811,6 +830,50 @@ START_TEST(stmt_cache_prepare_errors)
 }
 END_TEST
 
+static void one_round(ev_store *s, int i)
+{
+    char id[32];
+    snprintf(id, sizeof(id), "ev-%d", i);
+    OK(ev_store_begin(s, &e_));
+    seen(s, id);
+    OK(ev_store_savepoint(s, &e_));
+    OK(ev_store_inbox_add(s, id, i, &e_));
+    OK(ev_store_release(s, &e_));
+    int64_t oid = 0;
+    OK(ev_store_outbox_add(s, "t", id, "v", 1, NULL, &oid, &e_));
+    OK(ev_store_offset_set(s, "t", 0, i, &e_));
+    offset_of(s, "t", 0);
+    ev_timer t = timer(id, "timeout", i);
+    OK(ev_store_timer_set(s, &t, &e_));
+    OK(ev_store_commit(s, &e_));
+    walk w = {.del = s};
+    OK(ev_store_outbox_each(s, 0, 0, collect, &w, &e_));
+    ev_timer out[4];
+    due(s, i, out, 4);
+    next_due(s);
+    OK(ev_store_timer_delete(s, id, "timeout", &e_));
+    OK(ev_store_inbox_prune(s, 0, &e_));
+    count_of(s, ev_store_outbox_count);
+}
+
+START_TEST(hot_path_prepares_nothing_after_warm_up)
+{
+    ev_store *s = open_default();
+    one_round(s, 1);
+    size_t warm = ev_store_stmt_count(s);
+    for (int i = 2; i < 10; i++)
+        one_round(s, i);
+    ck_assert_uint_eq(ev_store_stmt_count(s), warm);
+    size_t live = 0; /* every statement on the connection is a cached one */
+    for (sqlite3_stmt *p = sqlite3_next_stmt(ev_store_db(s), NULL); p != NULL;
+         p = sqlite3_next_stmt(ev_store_db(s), p))
+        live++;
+    ck_assert_uint_eq(live, warm);
+    ck_assert_int_eq(count_of(s, ev_store_inbox_count), 9);
+    ev_store_close(s);
+}
+END_TEST
+
 /* ---- argument checks -------------------------------------------------------------- */
 
 START_TEST(null_arguments_are_einval)
@@ -859,6 +922,7 @@ static Suite *store_suite(void)
     tcase_add_loop_test(tc, open_rejects_bad_options, 0,
                         sizeof(bad_open_cases) / sizeof(bad_open_cases[0]));
     tcase_add_test(tc, open_under_a_file_is_io_error);
+    tcase_add_test(tc, open_garbage_file_is_store_error);
     tcase_add_test(tc, open_readonly_missing_is_not_found);
     tcase_add_test(tc, open_readonly_reads_while_writer_runs);
     tcase_add_test(tc, inbox_dedups_and_add_is_idempotent);
@@ -883,6 +947,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, stmt_cache_grows_and_keeps_statements);
     tcase_add_loop_test(tc, stmt_cache_prepare_errors, 0,
                         sizeof(bad_sql_cases) / sizeof(bad_sql_cases[0]));
+    tcase_add_test(tc, hot_path_prepares_nothing_after_warm_up);
     tcase_add_test(tc, null_arguments_are_einval);
     suite_add_tcase(su, tc);
     return su;
