@@ -21,12 +21,12 @@ typedef struct ev_migration {
 } ev_migration;
 
 typedef struct ev_store_opts {
-    const char *path;         /* database file; created with its directory */
-    const char *synchronous;  /* "FULL" (default when NULL) or "NORMAL" */
+    const char *path;               /* database file; created with its directory */
+    const char *synchronous;        /* "FULL" (default when NULL) or "NORMAL" */
     const ev_migration *migrations; /* service tables, may be NULL */
     size_t n_migrations;
-    bool readonly;            /* for --dump: no migrations, no writes */
-    int busy_timeout_ms;      /* wait on a locked database; 0 = 5000, <0 = none */
+    bool readonly;       /* for --dump: no migrations, no writes */
+    int busy_timeout_ms; /* wait on a locked database; 0 = 5000, <0 = none */
 } ev_store_opts;
 
 /* Opens (creating) the database, sets WAL and synchronous, creates the runtime
@@ -134,8 +134,8 @@ int ev_store_timer_delete(ev_store *s, const char *key, const char *kind, ev_err
 int ev_store_timer_get(ev_store *s, const char *key, const char *kind, ev_timer *out,
                        bool *found, ev_error *err);
 /* Up to cap timers with due_at <= now_ms, earliest first. */
-int ev_store_timers_due(ev_store *s, int64_t now_ms, ev_timer *out, size_t cap,
-                        size_t *n, ev_error *err);
+int ev_store_timers_due(ev_store *s, int64_t now_ms, ev_timer *out, size_t cap, size_t *n,
+                        ev_error *err);
 /* Earliest due time, or INT64_MAX when none. */
 int ev_store_timers_next(ev_store *s, int64_t *due_at, ev_error *err);
 int ev_store_timers_count(ev_store *s, int64_t *n, ev_error *err);
