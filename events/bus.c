@@ -219,6 +219,16 @@ void ev_producer_free(ev_producer *p)
     free(p);
 }
 
+void ev_producer_free_now(ev_producer *p)
+{
+    if (p == NULL)
+        return;
+    p->dr = NULL;
+    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
 void ev_producer_set_block(ev_producer *p, int block_ms)
 {
     p->block_ms = block_ms < 0 ? 0 : block_ms;

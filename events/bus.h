@@ -29,6 +29,9 @@ typedef void (*ev_delivery_fn)(void *arg, void *opaque, int err, const char *err
 int ev_producer_new(ev_producer **out, const char *brokers, const char *client_id,
                     ev_delivery_fn dr, void *dr_arg, ev_error *err);
 void ev_producer_free(ev_producer *p); /* flushes up to 10 s first */
+/* Frees without waiting: what is not delivered yet is dropped (the runtime's
+ * outbox still holds it). No delivery report is called. NULL is a no-op. */
+void ev_producer_free_now(ev_producer *p);
 
 typedef struct ev_header {
     const char *name;
