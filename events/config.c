@@ -36,8 +36,8 @@ static const opt_spec opts[] = {
     {"sqlite-sync", "CHOREO_SQLITE_SYNC", OPT_SYNC, FIELD(synchronous), 0, 0},
     {"order-timeout-ms", "CHOREO_ORDER_TIMEOUT_MS", OPT_I64, FIELD(order_timeout_ms), 1,
      365 * DAY_MS},
-    {"dispatch-delay-ms", "CHOREO_DISPATCH_DELAY_MS", OPT_I64, FIELD(dispatch_delay_ms), 0,
-     365 * DAY_MS},
+    {"dispatch-delay-ms", "CHOREO_DISPATCH_DELAY_MS", OPT_I64, FIELD(dispatch_delay_ms),
+     0, 365 * DAY_MS},
     {"max-record", "CHOREO_MAX_RECORD", OPT_I64, FIELD(max_record), 1024, 1 << 30},
     {"max-attempts", "CHOREO_MAX_ATTEMPTS", OPT_INT, FIELD(max_attempts), 1, 1000},
     {"retry-backoff-ms", "CHOREO_RETRY_BACKOFF_MS", OPT_I64, FIELD(retry_backoff_ms), 0,
@@ -53,8 +53,8 @@ static const struct {
     const char *service;
     const char *addr;
 } default_http[] = {
-    {"orders", "127.0.0.1:9101"},   {"inventory", "127.0.0.1:9102"},
-    {"payments", "127.0.0.1:9103"}, {"shipping", "127.0.0.1:9104"},
+    {"orders", "127.0.0.1:9101"},        {"inventory", "127.0.0.1:9102"},
+    {"payments", "127.0.0.1:9103"},      {"shipping", "127.0.0.1:9104"},
     {"notifications", "127.0.0.1:9105"},
 };
 
@@ -122,7 +122,8 @@ static int set_sync(ev_config *c, const char *label, const char *v, ev_error *er
     else if (strcasecmp(v, "normal") == 0)
         snprintf(c->synchronous, sizeof(c->synchronous), "NORMAL");
     else
-        return ev_error_set(err, EV_EINVAL, "%s: \"%.40s\" is not FULL or NORMAL", label, v);
+        return ev_error_set(err, EV_EINVAL, "%s: \"%.40s\" is not FULL or NORMAL", label,
+                            v);
     return 0;
 }
 
@@ -141,7 +142,8 @@ static int apply(ev_config *c, const opt_spec *o, const char *label, const char 
         rc = ev_log_level_parse(v);
         if (rc < 0)
             return ev_error_set(err, EV_EINVAL,
-                                "%s: \"%.40s\" is not error, warn, info or debug", label, v);
+                                "%s: \"%.40s\" is not error, warn, info or debug", label,
+                                v);
         c->log_level = rc;
         return 0;
     case OPT_I64:

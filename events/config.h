@@ -15,13 +15,13 @@
 
 typedef struct ev_config {
     char service[32];
-    char brokers[512];       /* CHOREO_BROKERS, default 127.0.0.1:9092 */
-    char topic_prefix[128];  /* CHOREO_TOPIC_PREFIX, default "" */
-    char data_dir[512];      /* CHOREO_DATA_DIR, default var/<service> */
-    char schema_dir[512];    /* CHOREO_SCHEMA_DIR, default EV_SCHEMA_DIR */
-    char http_addr[128];     /* CHOREO_HTTP_ADDR, default per service; "" = off */
-    char synchronous[16];    /* CHOREO_SQLITE_SYNC, FULL or NORMAL */
-    int log_level;           /* CHOREO_LOG_LEVEL as ev_log_level */
+    char brokers[512];         /* CHOREO_BROKERS, default 127.0.0.1:9092 */
+    char topic_prefix[128];    /* CHOREO_TOPIC_PREFIX, default "" */
+    char data_dir[512];        /* CHOREO_DATA_DIR, default var/<service> */
+    char schema_dir[512];      /* CHOREO_SCHEMA_DIR, default EV_SCHEMA_DIR */
+    char http_addr[128];       /* CHOREO_HTTP_ADDR, default per service; "" = off */
+    char synchronous[16];      /* CHOREO_SQLITE_SYNC, FULL or NORMAL */
+    int log_level;             /* CHOREO_LOG_LEVEL as ev_log_level */
     int64_t order_timeout_ms;  /* CHOREO_ORDER_TIMEOUT_MS, 30000 */
     int64_t dispatch_delay_ms; /* CHOREO_DISPATCH_DELAY_MS, 1000 */
     int64_t max_record;        /* CHOREO_MAX_RECORD, 65536 */

@@ -63,7 +63,8 @@ static int load_routes(ev_contract *c, json_t *events, ev_error *err)
         r->producer = member_str(ev, "producer");
         if (r->topic == NULL || r->key_field == NULL || r->producer == NULL)
             return ev_error_set(err, EV_EPARSE,
-                                "contract: event %.60s needs topic, key and producer", type);
+                                "contract: event %.60s needs topic, key and producer",
+                                type);
         if (list_add_unique(&c->topics, &n_topics, r->topic) != 0)
             return ev_error_set(err, EV_ENOMEM, "contract: out of memory");
         c->n_routes++;
@@ -90,11 +91,11 @@ static int load_types(ev_contract *c, const char *svc, json_t *obj, const char *
     {
         const char *t = json_string_value(v);
         if (t == NULL)
-            return ev_error_set(err, EV_EPARSE, "contract: %s.%s[%zu] is not a string", svc,
-                                name, i);
+            return ev_error_set(err, EV_EPARSE, "contract: %s.%s[%zu] is not a string",
+                                svc, name, i);
         if (ev_contract_route(c, t) == NULL)
-            return ev_error_set(err, EV_EUNKNOWN, "contract: %s %s unknown type %.60s", svc,
-                                name, t);
+            return ev_error_set(err, EV_EUNKNOWN, "contract: %s %s unknown type %.60s",
+                                svc, name, t);
         if (list_add_unique(out, &n, t) != 0)
             return ev_error_set(err, EV_ENOMEM, "contract: out of memory");
     }
@@ -154,8 +155,8 @@ int ev_contract_load(ev_contract **out, const char *path, ev_error *err)
         return ev_error_set(err, EV_ENOMEM, "contract: out of memory");
     c->doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (c->doc == NULL) {
-        int code = json_error_code(&jerr) == json_error_cannot_open_file ? EV_EIO
-                                                                         : EV_EPARSE;
+        int code =
+            json_error_code(&jerr) == json_error_cannot_open_file ? EV_EIO : EV_EPARSE;
         rc = ev_error_set(err, code, "%s: %s", path, jerr.text);
         goto fail;
     }

@@ -72,7 +72,7 @@ enum { C_PLAIN, C_QUOTE, C_BSLASH, C_OPEN, C_CLOSE, C_HIGH };
 
 static const unsigned char ascii_class[128] = {
     ['"'] = C_QUOTE, ['\\'] = C_BSLASH, ['{'] = C_OPEN,
-    ['['] = C_OPEN,  ['}'] = C_CLOSE,     [']'] = C_CLOSE,
+    ['['] = C_OPEN,  ['}'] = C_CLOSE,   [']'] = C_CLOSE,
 };
 
 /* One pass over the record: validates UTF-8 and measures container nesting
@@ -235,8 +235,8 @@ static bool parse_offset(const char **s, int64_t *minutes)
         return false;
     (*s)++;
     unsigned hh, mm;
-    if (!get_digits(s, 2, &hh) || !expect(s, ':') || !get_digits(s, 2, &mm) ||
-        hh > 23 || mm > 59)
+    if (!get_digits(s, 2, &hh) || !expect(s, ':') || !get_digits(s, 2, &mm) || hh > 23 ||
+        mm > 59)
         return false;
     *minutes = (int64_t)(hh * 60 + mm) * (c == '-' ? -1 : 1);
     return true;
@@ -375,7 +375,8 @@ static int read_attrs(ev_envelope *out, json_t *root, ev_error *err)
         if (rc != 0)
             return rc;
     }
-    for (size_t i = 0; i < sizeof(string_only_attrs) / sizeof(string_only_attrs[0]); i++) {
+    for (size_t i = 0; i < sizeof(string_only_attrs) / sizeof(string_only_attrs[0]);
+         i++) {
         json_t *v = json_object_get(root, string_only_attrs[i]);
         if (v != NULL && !json_is_string(v))
             return ev_error_set(err, EV_EATTR, "attribute %s is not a string",
@@ -403,8 +404,8 @@ static int load_json(json_t **root, const char *buf, size_t len, ev_error *err)
     return ev_error_set(err, EV_EPARSE, "%s at byte %d", jerr.text, jerr.position);
 }
 
-int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len,
-                      const ev_limits *lim, ev_error *err)
+int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len, const ev_limits *lim,
+                      ev_error *err)
 {
     if (out == NULL || (buf == NULL && len > 0))
         return ev_error_set(err, EV_EINVAL, "envelope parse: null argument");
@@ -412,8 +413,8 @@ int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len,
     size_t max_record = lim && lim->max_record ? lim->max_record : 65536;
     int max_depth = lim && lim->max_depth > 0 ? lim->max_depth : 32;
     if (len > max_record)
-        return ev_error_set(err, EV_ETOOBIG, "record of %zu bytes over the %zu limit", len,
-                            max_record);
+        return ev_error_set(err, EV_ETOOBIG, "record of %zu bytes over the %zu limit",
+                            len, max_record);
     int rc = prescan(buf, len, max_depth, err);
     if (rc != 0)
         return rc;
@@ -639,7 +640,8 @@ int ev_envelope_serialize(const ev_envelope *e, const ev_limits *lim, char **out
     put_attrs(&w, e);
     if (e->data != NULL && !w.too_big && !w.nomem) {
         put(&w, ",\"data\":", 8);
-        if (json_dump_callback(e->data, dump_cb, &w, JSON_COMPACT | JSON_ENCODE_ANY) != 0 &&
+        if (json_dump_callback(e->data, dump_cb, &w, JSON_COMPACT | JSON_ENCODE_ANY) !=
+                0 &&
             !w.too_big && !w.nomem)
             rc = ev_error_set(err, EV_EINVAL, "data cannot be encoded as JSON");
     }

@@ -45,8 +45,8 @@ typedef struct ev_envelope {
  * attributes may be "" (same as absent); time, when set, must be RFC 3339.
  * On success out owns its data; release with ev_envelope_clear. On error out
  * is zeroed and err->text names the offending attribute. */
-int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len,
-                      const ev_limits *lim, ev_error *err);
+int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len, const ev_limits *lim,
+                      ev_error *err);
 
 /* A new event made by a person or the CLI: UUIDv4 id, time now, correlationid
  * = its own id, no causationid. data is stolen (even on error). */

@@ -9,11 +9,11 @@
 #include "log.h"
 
 static const char *const all_vars[] = {
-    "CHOREO_BROKERS",          "CHOREO_TOPIC_PREFIX",      "CHOREO_DATA_DIR",
-    "CHOREO_SCHEMA_DIR",       "CHOREO_HTTP_ADDR",         "CHOREO_SQLITE_SYNC",
-    "CHOREO_LOG_LEVEL",        "CHOREO_ORDER_TIMEOUT_MS",  "CHOREO_DISPATCH_DELAY_MS",
-    "CHOREO_MAX_RECORD",       "CHOREO_MAX_ATTEMPTS",      "CHOREO_RETRY_BACKOFF_MS",
-    "CHOREO_BATCH_SIZE",       "CHOREO_INBOX_TTL_MS",
+    "CHOREO_BROKERS",    "CHOREO_TOPIC_PREFIX",     "CHOREO_DATA_DIR",
+    "CHOREO_SCHEMA_DIR", "CHOREO_HTTP_ADDR",        "CHOREO_SQLITE_SYNC",
+    "CHOREO_LOG_LEVEL",  "CHOREO_ORDER_TIMEOUT_MS", "CHOREO_DISPATCH_DELAY_MS",
+    "CHOREO_MAX_RECORD", "CHOREO_MAX_ATTEMPTS",     "CHOREO_RETRY_BACKOFF_MS",
+    "CHOREO_BATCH_SIZE", "CHOREO_INBOX_TTL_MS",
 };
 
 static void clean_env(void)
@@ -42,7 +42,8 @@ START_TEST(defaults_per_service)
     ev_config c;
     ev_error err;
     ck_assert_int_eq(ev_config_from_env(&c, default_cases[_i].service, &err), 0);
-    ck_assert_str_eq(c.service, default_cases[_i].service ? default_cases[_i].service : "");
+    ck_assert_str_eq(c.service,
+                     default_cases[_i].service ? default_cases[_i].service : "");
     ck_assert_str_eq(c.data_dir, default_cases[_i].data_dir);
     ck_assert_str_eq(c.http_addr, default_cases[_i].http_addr);
     ck_assert_str_eq(c.brokers, "127.0.0.1:9092");
@@ -107,11 +108,11 @@ START_TEST(flags_override_environment)
     ck_assert_int_eq(ev_config_from_env(&c, "shipping", &err), 0);
     ck_assert_int_eq(c.batch_size, 10);
     static const char *const flags[][2] = {
-        {"brokers", "b:1"},          {"topic-prefix", "p-"},     {"data-dir", "d"},
-        {"schema-dir", "s"},         {"http-addr", ":0"},        {"log-level", "error"},
-        {"order-timeout-ms", "7"},   {"dispatch-delay-ms", "8"}, {"max-record", "2048"},
-        {"max-attempts", "9"},       {"retry-backoff-ms", "10"}, {"batch-size", "11"},
-        {"sqlite-sync", "FULL"},     {"inbox-ttl-ms", "12000"},
+        {"brokers", "b:1"},        {"topic-prefix", "p-"},     {"data-dir", "d"},
+        {"schema-dir", "s"},       {"http-addr", ":0"},        {"log-level", "error"},
+        {"order-timeout-ms", "7"}, {"dispatch-delay-ms", "8"}, {"max-record", "2048"},
+        {"max-attempts", "9"},     {"retry-backoff-ms", "10"}, {"batch-size", "11"},
+        {"sqlite-sync", "FULL"},   {"inbox-ttl-ms", "12000"},
     };
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         ck_assert_msg(ev_config_set(&c, flags[i][0], flags[i][1], &err) == 0, "%s: %s",
@@ -170,8 +171,8 @@ START_TEST(bad_flag_values_are_rejected)
     before = c;
     int rc = ev_config_set(&c, bad_flags[_i].flag, bad_flags[_i].value, &err);
     ck_assert_int_eq(rc, bad_flags[_i].code);
-    ck_assert_msg(strstr(err.text, bad_flags[_i].says) != NULL, "text \"%s\" lacks \"%s\"",
-                  err.text, bad_flags[_i].says);
+    ck_assert_msg(strstr(err.text, bad_flags[_i].says) != NULL,
+                  "text \"%s\" lacks \"%s\"", err.text, bad_flags[_i].says);
     ck_assert(memcmp(&c, &before, sizeof(c)) == 0); /* nothing half-applied */
 }
 END_TEST
@@ -180,9 +181,9 @@ static const struct {
     const char *var;
     const char *value;
 } bad_env[] = {
-    {"CHOREO_BATCH_SIZE", "lots"},      {"CHOREO_ORDER_TIMEOUT_MS", "30s"},
-    {"CHOREO_MAX_RECORD", "64k"},       {"CHOREO_LOG_LEVEL", "trace"},
-    {"CHOREO_SQLITE_SYNC", "yes"},      {"CHOREO_MAX_ATTEMPTS", "-1"},
+    {"CHOREO_BATCH_SIZE", "lots"}, {"CHOREO_ORDER_TIMEOUT_MS", "30s"},
+    {"CHOREO_MAX_RECORD", "64k"},  {"CHOREO_LOG_LEVEL", "trace"},
+    {"CHOREO_SQLITE_SYNC", "yes"}, {"CHOREO_MAX_ATTEMPTS", "-1"},
     {"CHOREO_INBOX_TTL_MS", "1"},
 };
 
@@ -230,7 +231,8 @@ START_TEST(topic_names_take_the_prefix)
     ck_assert_int_eq(ev_config_set(&c, "topic-prefix", "t-1234-", &err), 0);
     ck_assert_int_eq(ev_config_topic(&c, "dlq.orders", out, sizeof(out), &err), 0);
     ck_assert_str_eq(out, "t-1234-dlq.orders");
-    ck_assert_int_eq(ev_config_topic(&c, "notifications-and-more", out, 20, &err), EV_EINVAL);
+    ck_assert_int_eq(ev_config_topic(&c, "notifications-and-more", out, 20, &err),
+                     EV_EINVAL);
     ck_assert_int_eq(ev_config_topic(&c, "", out, sizeof(out), &err), EV_EINVAL);
     ck_assert_int_eq(ev_config_topic(&c, NULL, out, sizeof(out), &err), EV_EINVAL);
 }

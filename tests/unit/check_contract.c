@@ -244,7 +244,8 @@ START_TEST(missing_file_is_an_io_error)
 {
     ev_contract *c;
     ev_error err;
-    ck_assert_int_eq(ev_contract_load(&c, "/nonexistent/choreography.json", &err), EV_EIO);
+    ck_assert_int_eq(ev_contract_load(&c, "/nonexistent/choreography.json", &err),
+                     EV_EIO);
     ck_assert_int_eq(ev_contract_load(NULL, CONTRACT, &err), EV_EINVAL);
     ev_contract_free(NULL);
 }

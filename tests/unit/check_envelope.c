@@ -116,10 +116,10 @@ END_TEST
 /* ---- good fixtures parse and survive serialize -> parse -------------- */
 
 static const char *const good_files[] = {
-    "minimal.json",       "full.json",          "extensions.json",
-    "time-offset.json",   "unicode.json",       "brackets-in-strings.json",
-    "depth-32.json",      "data-array.json",    "empty-optional.json",
-    "id-63.json",         "subject-127.json",
+    "minimal.json",     "full.json",        "extensions.json",
+    "time-offset.json", "unicode.json",     "brackets-in-strings.json",
+    "depth-32.json",    "data-array.json",  "empty-optional.json",
+    "id-63.json",       "subject-127.json",
 };
 
 static void assert_same(const ev_envelope *a, const ev_envelope *b)
@@ -185,8 +185,8 @@ START_TEST(init_serialize_parse_round_trip)
     ev_error err;
     json_t *data = json_pack("{s:s, s:[{s:s, s:i}]}", "order_id", "o-9", "items", "sku",
                              "s\"1", "qty", 3);
-    ck_assert_int_eq(ev_envelope_init(&a, "order.placed", "/choreo/cli", "o-9", data, &err),
-                     0);
+    ck_assert_int_eq(
+        ev_envelope_init(&a, "order.placed", "/choreo/cli", "o-9", data, &err), 0);
     ck_assert_uint_eq(strlen(a.id), 36);
     ck_assert_str_eq(a.correlationid, a.id);
     ck_assert_str_eq(a.causationid, "");
@@ -216,12 +216,13 @@ START_TEST(serialize_writes_attributes_in_order)
     char *out;
     size_t len;
     ck_assert_int_eq(ev_envelope_serialize(&e, NULL, &out, &len, NULL), 0);
-    ck_assert_str_eq(out, "{\"specversion\":\"1.0\",\"id\":\"i-1\",\"source\":\"/choreo/"
-                          "orders\",\"type\":\"order.confirmed\",\"subject\":\"o "
-                          "\\\"1\\\"\\u000a\",\"time\":\"2026-11-24T10:00:00.123Z\","
-                          "\"datacontenttype\":\"application/json\",\"correlationid\":"
-                          "\"c-1\",\"causationid\":\"k-1\",\"data\":{\"order_id\":\"o-1\","
-                          "\"n\":2}}");
+    ck_assert_str_eq(out,
+                     "{\"specversion\":\"1.0\",\"id\":\"i-1\",\"source\":\"/choreo/"
+                     "orders\",\"type\":\"order.confirmed\",\"subject\":\"o "
+                     "\\\"1\\\"\\u000a\",\"time\":\"2026-11-24T10:00:00.123Z\","
+                     "\"datacontenttype\":\"application/json\",\"correlationid\":"
+                     "\"c-1\",\"causationid\":\"k-1\",\"data\":{\"order_id\":\"o-1\","
+                     "\"n\":2}}");
     free(out);
     ev_envelope_clear(&e);
 }
@@ -247,18 +248,23 @@ END_TEST
 START_TEST(derive_is_deterministic)
 {
     ev_envelope cause, a, b, c, d;
-    ck_assert_int_eq(ev_envelope_init(&cause, "order.placed", "/cli", "o-1", NULL, NULL), 0);
-    ck_assert_int_eq(ev_envelope_derive(&a, &cause, "inventory.reserved", "/choreo/inventory",
-                                        "o-1", 0, json_object(), NULL),
+    ck_assert_int_eq(ev_envelope_init(&cause, "order.placed", "/cli", "o-1", NULL, NULL),
                      0);
-    ck_assert_int_eq(ev_envelope_derive(&b, &cause, "inventory.reserved", "/choreo/inventory",
-                                        "o-1", 0, json_object(), NULL),
+    ck_assert_int_eq(ev_envelope_derive(&a, &cause, "inventory.reserved",
+                                        "/choreo/inventory", "o-1", 0, json_object(),
+                                        NULL),
                      0);
-    ck_assert_int_eq(ev_envelope_derive(&c, &cause, "inventory.reserved", "/choreo/inventory",
-                                        "o-1", 1, json_object(), NULL),
+    ck_assert_int_eq(ev_envelope_derive(&b, &cause, "inventory.reserved",
+                                        "/choreo/inventory", "o-1", 0, json_object(),
+                                        NULL),
                      0);
-    ck_assert_int_eq(ev_envelope_derive(&d, &cause, "inventory.rejected", "/choreo/inventory",
-                                        "o-1", 0, json_object(), NULL),
+    ck_assert_int_eq(ev_envelope_derive(&c, &cause, "inventory.reserved",
+                                        "/choreo/inventory", "o-1", 1, json_object(),
+                                        NULL),
+                     0);
+    ck_assert_int_eq(ev_envelope_derive(&d, &cause, "inventory.rejected",
+                                        "/choreo/inventory", "o-1", 0, json_object(),
+                                        NULL),
                      0);
     ck_assert_str_eq(a.id, b.id);
     ck_assert_str_ne(a.id, c.id);
@@ -278,9 +284,10 @@ END_TEST
 START_TEST(derive_sets_correlation_and_causation)
 {
     ev_envelope root, child, grandchild, orphan_cause = {0}, orphan;
-    ck_assert_int_eq(ev_envelope_init(&root, "order.placed", "/cli", NULL, NULL, NULL), 0);
-    ck_assert_int_eq(ev_envelope_derive(&child, &root, "inventory.reserved", "/inv", "o", 0,
-                                        NULL, NULL),
+    ck_assert_int_eq(ev_envelope_init(&root, "order.placed", "/cli", NULL, NULL, NULL),
+                     0);
+    ck_assert_int_eq(ev_envelope_derive(&child, &root, "inventory.reserved", "/inv", "o",
+                                        0, NULL, NULL),
                      0);
     ck_assert_int_eq(ev_envelope_derive(&grandchild, &child, "payment.authorized", "/pay",
                                         "o", 0, NULL, NULL),
@@ -292,9 +299,8 @@ START_TEST(derive_sets_correlation_and_causation)
     ck_assert_str_eq(grandchild.subject, "o");
     /* a cause from another producer without a correlationid starts the flow */
     snprintf(orphan_cause.id, sizeof(orphan_cause.id), "foreign-1");
-    ck_assert_int_eq(ev_envelope_derive(&orphan, &orphan_cause, "t", "/s", NULL, 0, NULL,
-                                        NULL),
-                     0);
+    ck_assert_int_eq(
+        ev_envelope_derive(&orphan, &orphan_cause, "t", "/s", NULL, 0, NULL, NULL), 0);
     ck_assert_str_eq(orphan.correlationid, "foreign-1");
     ck_assert_str_eq(orphan.causationid, "foreign-1");
     ck_assert_str_eq(orphan.subject, "");
@@ -308,15 +314,17 @@ START_TEST(build_errors_release_data)
     char longtype[EV_TYPE_MAX + 1];
     memset(longtype, 't', sizeof(longtype) - 1);
     longtype[EV_TYPE_MAX] = '\0';
-    ck_assert_int_eq(ev_envelope_init(&e, NULL, "/s", NULL, json_object(), &err), EV_EINVAL);
+    ck_assert_int_eq(ev_envelope_init(&e, NULL, "/s", NULL, json_object(), &err),
+                     EV_EINVAL);
     ck_assert_int_eq(ev_envelope_init(&e, "t", "", NULL, json_object(), &err), EV_EINVAL);
     ck_assert_int_eq(ev_envelope_init(&e, longtype, "/s", NULL, json_object(), &err),
                      EV_EINVAL);
     ck_assert_ptr_null(e.data);
-    ck_assert_int_eq(ev_envelope_derive(&e, &cause, "t", "/s", NULL, 0, json_object(), &err),
-                     EV_EINVAL);
-    ck_assert_int_eq(ev_envelope_derive(&e, NULL, "t", "/s", NULL, 0, json_object(), &err),
-                     EV_EINVAL);
+    ck_assert_int_eq(
+        ev_envelope_derive(&e, &cause, "t", "/s", NULL, 0, json_object(), &err),
+        EV_EINVAL);
+    ck_assert_int_eq(
+        ev_envelope_derive(&e, NULL, "t", "/s", NULL, 0, json_object(), &err), EV_EINVAL);
     ck_assert_int_eq(ev_envelope_parse(NULL, "{}", 2, NULL, &err), EV_EINVAL);
     /* leaks of the stolen data would fail this test under LeakSanitizer */
 }
@@ -327,8 +335,8 @@ END_TEST
 /* A valid record of exactly len bytes (len >= 100). */
 static char *record_of(size_t len)
 {
-    static const char head[] =
-        "{\"specversion\":\"1.0\",\"id\":\"e\",\"source\":\"/s\",\"type\":\"t\",\"data\":\"";
+    static const char head[] = "{\"specversion\":\"1.0\",\"id\":\"e\",\"source\":\"/"
+                               "s\",\"type\":\"t\",\"data\":\"";
     char *buf = malloc(len + 1);
     ck_assert_ptr_nonnull(buf);
     size_t h = sizeof(head) - 1;
@@ -360,8 +368,8 @@ START_TEST(serialize_checks_size_limit)
     char *pad = malloc(70000), *out = NULL;
     memset(pad, 'y', 69999);
     pad[69999] = '\0';
-    ck_assert_int_eq(ev_envelope_init(&e, "t", "/s", NULL, json_pack("{s:s}", "p", pad), NULL),
-                     0);
+    ck_assert_int_eq(
+        ev_envelope_init(&e, "t", "/s", NULL, json_pack("{s:s}", "p", pad), NULL), 0);
     size_t len;
     ev_error err;
     ck_assert_int_eq(ev_envelope_serialize(&e, NULL, &out, &len, &err), EV_ETOOBIG);
@@ -441,9 +449,17 @@ END_TEST
 
 START_TEST(time_format_round_trips)
 {
-    static const int64_t values[] = {0,       1,          999,           1000,
-                                     -1000,   -86400001,  951868799999,  1709164800000,
-                                     1795514400123LL, 4102444800000LL, 253402300799999LL};
+    static const int64_t values[] = {0,
+                                     1,
+                                     999,
+                                     1000,
+                                     -1000,
+                                     -86400001,
+                                     951868799999,
+                                     1709164800000,
+                                     1795514400123LL,
+                                     4102444800000LL,
+                                     253402300799999LL};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         char out[EV_TIME_MAX];
         ev_time_format(out, values[i]);
@@ -506,7 +522,8 @@ static Suite *envelope_suite(void)
     tcase_add_test(tc, utf8_error_wins_over_depth);
     suite_add_tcase(s, tc);
     tc = tcase_create("time_uuid");
-    tcase_add_loop_test(tc, time_parse_table, 0, sizeof(time_cases) / sizeof(time_cases[0]));
+    tcase_add_loop_test(tc, time_parse_table, 0,
+                        sizeof(time_cases) / sizeof(time_cases[0]));
     tcase_add_test(tc, time_format_round_trips);
     tcase_add_test(tc, uuids_have_version_and_form);
     suite_add_tcase(s, tc);

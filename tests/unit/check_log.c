@@ -110,9 +110,14 @@ static const struct {
     const char *in;
     int level;
 } level_cases[] = {
-    {"error", EV_LOG_ERROR}, {"warn", EV_LOG_WARN}, {"info", EV_LOG_INFO},
-    {"debug", EV_LOG_DEBUG}, {"INFO", -1},          {"", -1},
-    {"warning", -1},         {NULL, -1},
+    {"error", EV_LOG_ERROR},
+    {"warn", EV_LOG_WARN},
+    {"info", EV_LOG_INFO},
+    {"debug", EV_LOG_DEBUG},
+    {"INFO", -1},
+    {"", -1},
+    {"warning", -1},
+    {NULL, -1},
 };
 
 START_TEST(level_parse_table)
@@ -207,11 +212,12 @@ START_TEST(concurrent_lines_stay_whole)
     while (fgets(line, sizeof(line), f) != NULL) {
         int th, i;
         const char *rest = after_ts(line);
-        ck_assert_msg(sscanf(rest,
-                             "level=info service=orders msg=\"concurrent line\" thread=%d "
-                             "i=%d pad=0123456789012345678901234567890123456789\n",
-                             &th, &i) == 2,
-                      "mangled: %s", line);
+        ck_assert_msg(
+            sscanf(rest,
+                   "level=info service=orders msg=\"concurrent line\" thread=%d "
+                   "i=%d pad=0123456789012345678901234567890123456789\n",
+                   &th, &i) == 2,
+            "mangled: %s", line);
         n++;
     }
     ck_assert_int_eq(n, THREADS * LINES);
@@ -227,7 +233,8 @@ static Suite *log_suite(void)
     tcase_add_test(tc, absent_where_fields_are_left_out);
     tcase_add_test(tc, levels_filter_lines);
     tcase_add_test(tc, level_from_environment);
-    tcase_add_loop_test(tc, level_parse_table, 0, sizeof(level_cases) / sizeof(level_cases[0]));
+    tcase_add_loop_test(tc, level_parse_table, 0,
+                        sizeof(level_cases) / sizeof(level_cases[0]));
     tcase_add_loop_test(tc, quote_table, 0, sizeof(quote_cases) / sizeof(quote_cases[0]));
     tcase_add_test(tc, long_line_is_cut_whole);
     tcase_add_test(tc, concurrent_lines_stay_whole);
