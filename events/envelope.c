@@ -70,10 +70,22 @@ static bool utf8_valid(const char *str, size_t n)
 
 enum { C_PLAIN, C_QUOTE, C_BSLASH, C_OPEN, C_CLOSE, C_HIGH };
 
-static const unsigned char ascii_class[128] = {
-    ['"'] = C_QUOTE, ['\\'] = C_BSLASH, ['{'] = C_OPEN,
-    ['['] = C_OPEN,  ['}'] = C_CLOSE,   [']'] = C_CLOSE,
+#define H4 C_HIGH, C_HIGH, C_HIGH, C_HIGH
+#define H32 H4, H4, H4, H4, H4, H4, H4, H4
+static const unsigned char byte_class[256] = {
+    ['"'] = C_QUOTE,
+    ['\\'] = C_BSLASH,
+    ['{'] = C_OPEN,
+    ['['] = C_OPEN,
+    ['}'] = C_CLOSE,
+    [']'] = C_CLOSE,
+    [0x80] = H32,
+    H32,
+    H32,
+    H32,
 };
+#undef H32
+#undef H4
 
 /* One pass over the record: validates UTF-8 and measures container nesting
  * outside strings (the envelope object itself is level 1). UTF-8 errors win. */
@@ -83,10 +95,10 @@ static int prescan(const unsigned char *s, size_t n, int max_depth, ev_error *er
     int depth = 0;
     bool in_str = false;
     while (i < n) {
-        unsigned char c = s[i];
-        switch (c < 0x80 ? ascii_class[c] : C_HIGH) {
-        case C_PLAIN:
-            break;
+        while (byte_class[s[i]] == C_PLAIN)
+            if (++i == n)
+                goto done;
+        switch (byte_class[s[i]]) {
         case C_QUOTE:
             in_str = !in_str;
             break;
@@ -112,6 +124,7 @@ static int prescan(const unsigned char *s, size_t n, int max_depth, ev_error *er
         }
         i++;
     }
+done:
     if (deep_at != (size_t)-1)
         return ev_error_set(err, EV_EDEPTH, "nesting deeper than %d at byte %zu",
                             max_depth, deep_at);
