@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* The runtime's test service "counter": test.add {key, n} adds n to a per-key
+ * counter and emits test.added {key, total, n}; knobs in the environment. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+
+/* Knobs (read once at start):
+ *   CHOREO_TEST_SLOW_MS       sleep this long in every test.add
+ *   CHOREO_TEST_FAIL_KEY      for this key, return EV_ERETRY the first
+ *   CHOREO_TEST_FAIL_TIMES    ... this many times (per process)
+ *   CHOREO_TEST_PERM_FAIL_KEY for this key, always EV_ERETRY
+ * Data knobs: n < 0 is a permanent handler error; key "bad-emit" emits a
+ * schema-invalid test.added; remind_ms arms a timer "remind" for the key. */
+static long slow_ms;
+static const char *fail_key;
+static long fail_times;
+static long failed_so_far;
+static const char *perm_fail_key;
+
+static const ev_migration migrations[] = {
+    {1, "CREATE TABLE counters(key TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL,"
+        " adds INTEGER NOT NULL)"},
+};
+
+static long env_long(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    return end != NULL && *end == '\0' && n > 0 ? n : 0;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int add_to(ev_ctx *ctx, const char *key, json_int_t n, json_int_t *total,
+                  ev_error *err)
+{
+    sqlite3_stmt *st = ev_ctx_stmt(ctx,
+                                   "INSERT INTO counters(key, total, adds) VALUES(?, ?, 1)"
+                                   " ON CONFLICT(key) DO UPDATE SET total = total + "
+                                   "excluded.total, adds = adds + 1 RETURNING total",
+                                   err);
+    if (st == NULL)
+        return err->code ? err->code : EV_ESTORE;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, n);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        ev_error_set(err, EV_ESTORE, "counter upsert: %s",
+                     sqlite3_errmsg(ev_store_db(ev_ctx_store(ctx))));
+        sqlite3_reset(st);
+        return EV_ESTORE;
+    }
+    *total = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int get_total(ev_ctx *ctx, const char *key, json_int_t *total, ev_error *err)
+{
+    sqlite3_stmt *st = ev_ctx_stmt(ctx, "SELECT total FROM counters WHERE key = ?", err);
+    if (st == NULL)
+        return err->code ? err->code : EV_ESTORE;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    *total = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Test knobs that make the handler fail; 0 when it should go on. */
+static int knob_failure(const char *key, json_int_t n, ev_error *err)
+{
+    if (perm_fail_key != NULL && strcmp(key, perm_fail_key) == 0)
+        return ev_error_set(err, EV_ERETRY, "test: key %s always fails", key);
+    if (fail_key != NULL && strcmp(key, fail_key) == 0 && failed_so_far < fail_times) {
+        failed_so_far++;
+        return ev_error_set(err, EV_ERETRY, "test: transient failure %ld of %ld",
+                            failed_so_far, fail_times);
+    }
+    if (n < 0)
+        return ev_error_set(err, EV_EINVAL, "test: negative n %" JSON_INTEGER_FORMAT, n);
+    return 0;
+}
+
+static int on_add(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
+{
+    const char *key = json_string_value(json_object_get(ev->data, "key"));
+    json_int_t n = json_integer_value(json_object_get(ev->data, "n"));
+    if (key == NULL)
+        return ev_error_set(err, EV_ESCHEMA, "no key");
+    if (slow_ms > 0)
+        pause_ms(slow_ms);
+    int rc = knob_failure(key, n, err);
+    if (rc != 0)
+        return rc;
+    if (strcmp(key, "bad-emit") == 0)
+        return ev_emit(ctx, "test.added", json_pack("{s:s,s:s}", "key", key, "total", "x"),
+                       err);
+    json_int_t total = 0;
+    rc = add_to(ctx, key, n, &total, err);
+    if (rc == 0)
+        rc = ev_emit(ctx, "test.added",
+                     json_pack("{s:s,s:I,s:I}", "key", key, "total", total, "n", n), err);
+    json_t *remind = json_object_get(ev->data, "remind_ms");
+    if (rc == 0 && json_is_integer(remind))
+        rc = ev_timer_arm(ctx, key, "remind", json_integer_value(remind), err);
+    return rc;
+}
+
+static int on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
+{
+    if (strcmp(t->kind, "remind") != 0)
+        return 0;
+    json_int_t total = 0;
+    int rc = get_total(ctx, t->key, &total, err);
+    if (rc != 0)
+        return rc;
+    return ev_emit(ctx, "test.reminded", json_pack("{s:s,s:I}", "key", t->key, "total", total),
+                   err);
+}
+
+static int dump(ev_store *s, json_t **out, ev_error *err)
+{
+    sqlite3_stmt *st = ev_store_stmt(s, "SELECT key, total, adds FROM counters ORDER BY key",
+                                     err);
+    if (st == NULL)
+        return err->code ? err->code : EV_ESTORE;
+    json_t *counters = json_object();
+    json_int_t sum = 0, adds = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_int_t total = sqlite3_column_int64(st, 1);
+        json_int_t a = sqlite3_column_int64(st, 2);
+        json_object_set_new(counters, (const char *)sqlite3_column_text(st, 0),
+                            json_pack("{s:I,s:I}", "total", total, "adds", a));
+        sum += total;
+        adds += a;
+    }
+    sqlite3_reset(st);
+    *out = json_pack("{s:o,s:I,s:I}", "counters", counters, "sum", sum, "adds", adds);
+    return 0;
+}
+
+static const ev_handler handlers[] = {
+    {"test.add", on_add},
+    {NULL, NULL},
+};
+
+static const char *const emits[] = {"test.added", "test.reminded", NULL};
+
+static const ev_service_def counter_def = {
+    .name = "counter",
+    .handlers = handlers,
+    .emits = emits,
+    .migrations = migrations,
+    .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
+    .on_timer = on_timer,
+    .dump = dump,
+};
+
+int main(int argc, char **argv)
+{
+    slow_ms = env_long("CHOREO_TEST_SLOW_MS");
+    fail_key = getenv("CHOREO_TEST_FAIL_KEY");
+    fail_times = env_long("CHOREO_TEST_FAIL_TIMES");
+    perm_fail_key = getenv("CHOREO_TEST_PERM_FAIL_KEY");
+    return ev_service_main(&counter_def, argc, argv);
+}
