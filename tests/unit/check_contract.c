@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include "contract.h"
+#include "envelope.h"
+#include "schema.h"
 
 #define CONTRACT EV_SCHEMA_DIR "/choreography.json"
+#define FIX EV_SCHEMA_DIR "/../tests/fixtures/envelope"
 
 static ev_contract *load(void)
 {
@@ -196,6 +199,112 @@ START_TEST(every_type_has_a_schema_file)
 }
 END_TEST
 
+/* ---- the schemas compile and accept the design's examples ------------- */
+
+static ev_schema_set *schemas(void)
+{
+    ev_schema_set *s = ev_schema_set_new();
+    ck_assert_ptr_nonnull(s);
+    ev_error err;
+    int rc = ev_schema_set_load_dir(s, EV_SCHEMA_DIR, &err);
+    ck_assert_msg(rc == 0, "%s", err.text);
+    return s;
+}
+
+static json_t *load_json(const char *sub, const char *name)
+{
+    char path[512];
+    json_error_t jerr;
+    snprintf(path, sizeof(path), "%s/%s/%s", FIX, sub, name);
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    ck_assert_msg(j != NULL, "%s: %s", path, jerr.text);
+    return j;
+}
+
+START_TEST(every_type_schema_compiles)
+{
+    ev_schema_set *s = schemas();
+    ck_assert_msg(ev_schema_has_type(s, design_routes[_i].type), "no schema for %s",
+                  design_routes[_i].type);
+    ev_schema_set_free(s);
+}
+END_TEST
+
+START_TEST(design_example_validates)
+{
+    ev_schema_set *s = schemas();
+    char name[128];
+    snprintf(name, sizeof(name), "%s.json", design_routes[_i].type);
+    json_t *data = load_json("valid", name);
+    ev_error err;
+    int rc = ev_schema_validate_type(s, design_routes[_i].type, data, &err);
+    ck_assert_msg(rc == 0, "%s: %s", name, err.text);
+    json_decref(data);
+    ev_schema_set_free(s);
+}
+END_TEST
+
+static const char *const invalid_files[] = {
+    "customer.registered-email.json",     "inventory.reserved-no-sku.json",
+    "notification.sent-channel.json",     "order.cancelled-reason.json",
+    "order.placed-currency-lower.json",   "order.placed-id-65.json",
+    "order.placed-id-empty.json",         "order.placed-items-empty.json",
+    "order.placed-line-no-price.json",    "order.placed-no-customer.json",
+    "order.placed-qty-string.json",       "order.placed-qty-zero.json",
+    "order.placed-total-negative.json",   "order.placed-total-real.json",
+    "order.rejected-reason.json",         "payment.declined-reason.json",
+    "shipment.scheduled-not-object.json", "stock.added-qty-negative.json",
+};
+
+START_TEST(invalid_example_is_rejected)
+{
+    ev_schema_set *s = schemas();
+    json_t *doc = load_json("invalid", invalid_files[_i]);
+    const char *type = json_string_value(json_object_get(doc, "type"));
+    ck_assert_ptr_nonnull(type);
+    ev_error err;
+    ev_error_clear(&err);
+    int rc = ev_schema_validate_type(s, type, json_object_get(doc, "data"), &err);
+    ck_assert_msg(rc == EV_ESCHEMA, "%s: got %d (%s)", invalid_files[_i], rc, err.text);
+    ck_assert_str_ne(err.text, "");
+    json_decref(doc);
+    ev_schema_set_free(s);
+}
+END_TEST
+
+START_TEST(our_envelopes_match_envelope_schema)
+{
+    ev_schema_set *s = schemas();
+    ev_error err;
+    static const char *const files[] = {"full.json", "minimal.json", "extensions.json",
+                                        "time-offset.json", "unicode.json"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        json_t *env = load_json("good", files[i]);
+        ck_assert_msg(ev_schema_validate(s, "envelope.json", env, &err) == 0, "%s: %s",
+                      files[i], err.text);
+        json_decref(env);
+    }
+    /* what the serializer writes conforms too */
+    ev_envelope e;
+    ck_assert_int_eq(ev_envelope_init(&e, "order.completed", "/choreo/orders", "o-1",
+                                      json_pack("{s:s}", "order_id", "o-1"), &err),
+                     0);
+    char *buf;
+    size_t len;
+    ck_assert_int_eq(ev_envelope_serialize(&e, NULL, &buf, &len, &err), 0);
+    json_t *env = json_loadb(buf, len, 0, NULL);
+    ck_assert_msg(ev_schema_validate(s, "envelope.json", env, &err) == 0, "%s", err.text);
+    json_t *bad =
+        json_pack("{s:s,s:s,s:s}", "specversion", "0.3", "id", "x", "source", "/s");
+    ck_assert_int_eq(ev_schema_validate(s, "envelope.json", bad, &err), EV_ESCHEMA);
+    json_decref(bad);
+    json_decref(env);
+    free(buf);
+    ev_envelope_clear(&e);
+    ev_schema_set_free(s);
+}
+END_TEST
+
 /* ---- load errors ------------------------------------------------------ */
 
 static const struct {
@@ -263,6 +372,11 @@ static Suite *contract_suite(void)
     tcase_add_test(tc, producers_and_emits_agree);
     tcase_add_test(tc, flow_names_only_known_types);
     tcase_add_loop_test(tc, every_type_has_a_schema_file, 0, N_DESIGN);
+    tcase_add_loop_test(tc, every_type_schema_compiles, 0, N_DESIGN);
+    tcase_add_loop_test(tc, design_example_validates, 0, N_DESIGN);
+    tcase_add_loop_test(tc, invalid_example_is_rejected, 0,
+                        sizeof(invalid_files) / sizeof(invalid_files[0]));
+    tcase_add_test(tc, our_envelopes_match_envelope_schema);
     tcase_add_loop_test(tc, bad_contracts_are_rejected, 0,
                         sizeof(bad_docs) / sizeof(bad_docs[0]));
     tcase_add_test(tc, missing_file_is_an_io_error);
