@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/* Fixed-input driver of the libevents hot path for callgrind: per event, envelope
+ * parse + schema validate + inbox dedup + a handler's state write + outbox write. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "envelope.h"
+#include "error.h"
+#include "schema.h"
+#include "store.h"
+
+/* A handler's own tables, like inventory's: stock per sku, reservation per order. */
+static const ev_migration hot_migrations[] = {
+    {1, "CREATE TABLE stock (sku TEXT PRIMARY KEY, available INTEGER NOT NULL,"
+        " reserved INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE reservations (order_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
+        " updated_at INTEGER NOT NULL);"},
+};
+
+typedef struct hot {
+    ev_store *store;
+    ev_schema_set *schemas;
+    char **records;
+    size_t *lens;
+    size_t n_events;
+    size_t batch;
+    size_t applied, deduped;
+} hot;
+
+#define NOINLINE __attribute__((noinline))
+
+static NOINLINE int hot_parse(hot *h, size_t i, ev_envelope *ev, ev_error *err)
+{
+    return ev_envelope_parse(ev, h->records[i], h->lens[i], NULL, err);
+}
+
+static NOINLINE int hot_validate(hot *h, const ev_envelope *ev, ev_error *err)
+{
+    return ev_schema_validate_type(h->schemas, ev->type, ev->data, err);
+}
+
+static NOINLINE int hot_dedup(hot *h, const ev_envelope *ev, bool *seen, ev_error *err)
+{
+    return ev_store_inbox_seen(h->store, ev->id, seen, err);
+}
+
+static int step_done(sqlite3_stmt *st, ev_error *err)
+{
+    if (st == NULL)
+        return err->code;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : ev_error_set(err, EV_ESTORE, "%s", sqlite3_errstr(rc));
+}
+
+/* What inventory does on order.placed: reserve each line, record the order. */
+static NOINLINE int hot_handler(hot *h, const ev_envelope *ev, ev_error *err)
+{
+    json_t *items = json_object_get(ev->data, "items");
+    size_t i;
+    json_t *line;
+    json_array_foreach(items, i, line)
+    {
+        sqlite3_stmt *st = ev_store_stmt(h->store,
+                                         "UPDATE stock SET available = available - ?1,"
+                                         " reserved = reserved + ?1 WHERE sku = ?2",
+                                         err);
+        if (st != NULL) {
+            sqlite3_bind_int64(st, 1, json_integer_value(json_object_get(line, "qty")));
+            sqlite3_bind_text(st, 2, json_string_value(json_object_get(line, "sku")), -1,
+                              SQLITE_STATIC);
+        }
+        int rc = step_done(st, err);
+        if (rc != 0)
+            return rc;
+    }
+    sqlite3_stmt *st = ev_store_stmt(
+        h->store,
+        "INSERT INTO reservations (order_id, status, updated_at) VALUES (?, ?, ?)", err);
+    if (st != NULL) {
+        sqlite3_bind_text(st, 1, ev->subject, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, "RESERVED", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, 1764000000000);
+    }
+    return step_done(st, err);
+}
+
+/* What ev_emit does: derive, validate the new data, serialize, outbox row. */
+static NOINLINE int hot_emit(hot *h, const ev_envelope *cause, ev_error *err)
+{
+    ev_envelope out = {0};
+    char *buf = NULL;
+    size_t len = 0;
+    json_t *data = json_pack("{s:s, s:O}", "order_id", cause->subject, "items",
+                             json_object_get(cause->data, "items"));
+    int rc = ev_envelope_derive(&out, cause, "inventory.reserved", "/choreo/inventory",
+                                cause->subject, 0, data, err);
+    if (rc == 0)
+        rc = ev_schema_validate_type(h->schemas, out.type, out.data, err);
+    if (rc == 0)
+        rc = ev_envelope_serialize(&out, NULL, &buf, &len, err);
+    if (rc == 0)
+        rc = ev_store_outbox_add(h->store, "inventory", cause->subject, buf, len,
+                                 "{\"content-type\":\"application/cloudevents+json\"}",
+                                 NULL, err);
+    free(buf);
+    ev_envelope_clear(&out);
+    return rc;
+}
+
+static NOINLINE int hot_one(hot *h, size_t i, ev_error *err)
+{
+    ev_envelope ev = {0};
+    bool seen = false;
+    int rc = hot_parse(h, i, &ev, err);
+    if (rc == 0)
+        rc = hot_validate(h, &ev, err);
+    if (rc == 0)
+        rc = hot_dedup(h, &ev, &seen, err);
+    if (rc == 0 && seen)
+        h->deduped++;
+    if (rc == 0 && !seen)
+        rc = hot_handler(h, &ev, err);
+    if (rc == 0 && !seen)
+        rc = hot_emit(h, &ev, err);
+    if (rc == 0 && !seen) {
+        rc = ev_store_inbox_add(h->store, ev.id, 1764000000000, err);
+        h->applied++;
+    }
+    ev_envelope_clear(&ev);
+    return rc;
+}
+
+/* One transaction per batch, as the runtime does, with the batch's offset. */
+static NOINLINE int hot_batch(hot *h, size_t from, size_t to, ev_error *err)
+{
+    int rc = ev_store_begin(h->store, err);
+    for (size_t i = from; rc == 0 && i < to; i++)
+        rc = hot_one(h, i, err);
+    if (rc == 0)
+        rc = ev_store_offset_set(h->store, "orders", 0, (int64_t)to, err);
+    if (rc == 0)
+        return ev_store_commit(h->store, err);
+    ev_store_rollback(h->store, NULL);
+    return rc;
+}
+
+/* Everything callgrind counts (--toggle-collect=hot_run). */
+NOINLINE int hot_run(hot *h, ev_error *err);
+NOINLINE int hot_run(hot *h, ev_error *err)
+{
+    for (size_t from = 0; from < h->n_events; from += h->batch) {
+        size_t to = from + h->batch < h->n_events ? from + h->batch : h->n_events;
+        int rc = hot_batch(h, from, to, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* order.placed number i with fixed id and time: the same bytes on every run. */
+static int make_record(size_t i, char **out, size_t *len, ev_error *err)
+{
+    char order[32], cust[32], sku1[32], sku2[32], name[64];
+    snprintf(order, sizeof(order), "order-%06zu", i);
+    snprintf(cust, sizeof(cust), "cust-%04zu", i % 100);
+    snprintf(sku1, sizeof(sku1), "sku-%04zu", i % 50);
+    snprintf(sku2, sizeof(sku2), "sku-%04zu", (i + 7) % 50);
+    json_t *data =
+        json_pack("{s:s, s:s, s:[{s:s, s:i, s:i}, {s:s, s:i, s:i}], s:i, s:s}",
+                  "order_id", order, "customer_id", cust, "items", "sku", sku1, "qty", 1,
+                  "unit_price_cents", 1250, "sku", sku2, "qty", 2, "unit_price_cents",
+                  499, "total_cents", 2248, "currency", "EUR");
+    ev_envelope e = {0};
+    int rc = ev_envelope_init(&e, "order.placed", "/choreo/cli", order, data, err);
+    if (rc != 0)
+        return rc;
+    snprintf(name, sizeof(name), "hotpath/%zu", i);
+    ev_uuid5(e.id, name);
+    snprintf(e.correlationid, sizeof(e.correlationid), "%s", e.id);
+    snprintf(e.time, sizeof(e.time), "2026-11-24T10:00:00.123Z");
+    rc = ev_envelope_serialize(&e, NULL, out, len, err);
+    ev_envelope_clear(&e);
+    return rc;
+}
+
+static int setup(hot *h, const char *dir, const char *schema_dir, ev_error *err)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/hotpath.db", dir);
+    ev_store_opts so = {.path = path,
+                        .migrations = hot_migrations,
+                        .n_migrations =
+                            sizeof(hot_migrations) / sizeof(hot_migrations[0])};
+    int rc = ev_store_open(&h->store, &so, err);
+    if (rc != 0)
+        return rc;
+    h->schemas = ev_schema_set_new();
+    if (h->schemas == NULL)
+        return ev_error_set(err, EV_ENOMEM, "schema set");
+    rc = ev_schema_set_load_dir(h->schemas, schema_dir, err);
+    if (rc != 0)
+        return rc;
+    rc = sqlite3_exec(ev_store_db(h->store),
+                      "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n"
+                      " WHERE i < 49) INSERT INTO stock (sku, available)"
+                      " SELECT printf('sku-%04d', i), 1000000000 FROM n",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return ev_error_set(err, EV_ESTORE, "seed stock: %s", sqlite3_errstr(rc));
+    h->records = calloc(h->n_events, sizeof(char *));
+    h->lens = calloc(h->n_events, sizeof(size_t));
+    if (h->records == NULL || h->lens == NULL)
+        return ev_error_set(err, EV_ENOMEM, "records");
+    for (size_t i = 0; i < h->n_events && rc == 0; i++)
+        rc = make_record(i, &h->records[i], &h->lens[i], err);
+    return rc;
+}
+
+static void teardown(hot *h, const char *dir)
+{
+    static const char *const files[] = {"hotpath.db", "hotpath.db-wal", "hotpath.db-shm"};
+    char path[600];
+    ev_store_close(h->store);
+    ev_schema_set_free(h->schemas);
+    for (size_t i = 0; h->records != NULL && i < h->n_events; i++)
+        free(h->records[i]);
+    free(h->records);
+    free(h->lens);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static bool parse_size(const char *s, size_t *out)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v <= 0)
+        return false;
+    *out = (size_t)v;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    hot h = {.n_events = 2000, .batch = 500};
+    const char *schema_dir = getenv("CHOREO_SCHEMA_DIR");
+    if (schema_dir == NULL || schema_dir[0] == '\0')
+        schema_dir = EV_SCHEMA_DIR;
+    for (int i = 1; i < argc; i += 2) {
+        bool ok = i + 1 < argc;
+        if (ok && strcmp(argv[i], "--events") == 0)
+            ok = parse_size(argv[i + 1], &h.n_events);
+        else if (ok && strcmp(argv[i], "--batch") == 0)
+            ok = parse_size(argv[i + 1], &h.batch);
+        else if (ok && strcmp(argv[i], "--schemas") == 0)
+            schema_dir = argv[i + 1];
+        else
+            ok = false;
+        if (!ok) {
+            fprintf(stderr, "usage: hotpath [--events N] [--batch N] [--schemas DIR]\n");
+            return 2;
+        }
+    }
+    char dir[] = "/tmp/choreo-hotpath-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        perror("hotpath: mkdtemp");
+        return 1;
+    }
+    ev_error err = {0};
+    int rc = setup(&h, dir, schema_dir, &err);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (rc == 0)
+        rc = hot_run(&h, &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs =
+        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rc == 0)
+        printf("{\"events\":%zu,\"applied\":%zu,\"deduped\":%zu,\"batch\":%zu,"
+               "\"seconds\":%.6f,\"ns_per_event\":%.0f}\n",
+               h.n_events, h.applied, h.deduped, h.batch, secs,
+               secs * 1e9 / (double)h.n_events);
+    else
+        fprintf(stderr, "hotpath: %s: %s\n", ev_error_name(err.code), err.text);
+    teardown(&h, dir);
+    return rc == 0 ? 0 : 1;
+}
