@@ -128,15 +128,17 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
            ev_log_quote(q, sizeof(q), reason));
 }
 
-/* A conf with brokers, the given defaults, then the environment. */
-static int conf_build(rd_kafka_conf_t **out, const char *brokers, const prop *defaults,
-                      size_t n_defaults, ev_error *err)
+/* A conf with brokers, client id, the given defaults, then the environment. */
+static int conf_build(rd_kafka_conf_t **out, const char *brokers, const char *client_id,
+                      const prop *defaults, size_t n_defaults, ev_error *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (conf == NULL)
         return ev_error_set(err, EV_ENOMEM, "rd_kafka_conf_new failed");
     int rc = conf_set(conf, "bootstrap.servers", brokers ? brokers : "127.0.0.1:9092",
                       NULL, err);
+    if (rc == 0 && client_id != NULL)
+        rc = conf_set(conf, "client.id", client_id, NULL, err);
     if (rc == 0)
         rc = conf_set_all(conf, defaults, n_defaults, err);
     if (rc == 0)
@@ -181,15 +183,10 @@ int ev_producer_new(ev_producer **out, const char *brokers, const char *client_i
     p->dr_arg = dr_arg;
     p->block_ms = DEFAULT_BLOCK_MS;
     rd_kafka_conf_t *conf = NULL;
-    int rc = conf_build(&conf, brokers, defaults, sizeof(defaults) / sizeof(defaults[0]),
-                        err);
+    int rc = conf_build(&conf, brokers, client_id, defaults,
+                        sizeof(defaults) / sizeof(defaults[0]), err);
     if (rc != 0)
         goto fail;
-    if (client_id != NULL) {
-        rc = conf_set(conf, "client.id", client_id, NULL, err);
-        if (rc != 0)
-            goto fail;
-    }
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     char errstr[512];
@@ -394,7 +391,8 @@ static int consumer_conf(rd_kafka_conf_t **conf, ev_consumer *c, const char *bro
         {"session.timeout.ms", "10000"},
         {"enable.partition.eof", "false"},
     };
-    int rc = conf_build(conf, brokers, defaults, sizeof(defaults) / sizeof(defaults[0]), err);
+    int rc = conf_build(conf, brokers, NULL, defaults, sizeof(defaults) / sizeof(defaults[0]),
+                        err);
     if (rc != 0)
         return rc;
     rc = conf_set(*conf, "group.id", group, NULL, err);
