@@ -51,8 +51,14 @@ static void sb_putn(sbuf *b, const char *s, size_t n)
     b->p[b->n] = '\0';
 }
 
-static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
-static void sb_putc(sbuf *b, char c) { sb_putn(b, &c, 1); }
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_putn(b, s, strlen(s));
+}
+static void sb_putc(sbuf *b, char c)
+{
+    sb_putn(b, &c, 1);
+}
 
 /* The built string, owned by the caller; NULL when an allocation failed. */
 static char *sb_take(sbuf *b)
@@ -590,7 +596,8 @@ static long hex_n(const char *s, int n)
     for (int i = 0; i < n; i++) {
         if (!isxdigit((unsigned char)s[i]))
             return -1;
-        v = v * 16 + (isdigit((unsigned char)s[i]) ? s[i] - '0' : (tolower(s[i]) - 'a' + 10));
+        v = v * 16 +
+            (isdigit((unsigned char)s[i]) ? s[i] - '0' : (tolower(s[i]) - 'a' + 10));
     }
     return v;
 }
@@ -637,9 +644,9 @@ static void re_put_literal(sbuf *o, long cp)
 static const char *re_escape(const char *s, sbuf *o)
 {
     static const char *const classes[][2] = {
-        {"d", "[0-9]"},        {"D", "[^0-9]"},        {"w", "[A-Za-z0-9_]"},
+        {"d", "[0-9]"},         {"D", "[^0-9]"},      {"w", "[A-Za-z0-9_]"},
         {"W", "[^A-Za-z0-9_]"}, {"s", "[[:space:]]"}, {"S", "[^[:space:]]"},
-        {"b", "\\b"},          {"B", "\\B"},
+        {"b", "\\b"},           {"B", "\\B"},
     };
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
         if (*s == classes[i][0][0]) {
@@ -834,7 +841,10 @@ static bool re_compile(regex_t *re, const char *ecma)
 
 /* ---- instance helpers ---------------------------------------------------- */
 
-static bool real_is_integral(double d) { return isfinite(d) && d == floor(d); }
+static bool real_is_integral(double d)
+{
+    return isfinite(d) && d == floor(d);
+}
 
 static unsigned type_of(const json_t *v)
 {
@@ -891,7 +901,8 @@ static bool json_same(const json_t *a, const json_t *b)
         return false;
     if (json_is_string(a))
         return json_string_length(a) == json_string_length(b) &&
-               memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
+               memcmp(json_string_value(a), json_string_value(b),
+                      json_string_length(a)) == 0;
     if (json_is_array(a)) {
         if (json_array_size(a) != json_array_size(b))
             return false;
@@ -972,8 +983,8 @@ static int report(vctx *c, int code, const ipath *p, const char *kw, const char 
 }
 
 /* A mismatch: EV_ESCHEMA, with text unless inside a speculative branch. */
-__attribute__((format(printf, 4, 5))) static int fail(vctx *c, const ipath *p,
-                                                      const char *kw, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int
+fail(vctx *c, const ipath *p, const char *kw, const char *fmt, ...)
 {
     if (c->quiet)
         return EV_ESCHEMA;
@@ -985,8 +996,8 @@ __attribute__((format(printf, 4, 5))) static int fail(vctx *c, const ipath *p,
 }
 
 /* A broken schema (unresolved $ref, endless recursion): always reported. */
-__attribute__((format(printf, 5, 6))) static int hard(vctx *c, int code, const ipath *p,
-                                                      const char *kw, const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int
+hard(vctx *c, int code, const ipath *p, const char *kw, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -995,7 +1006,10 @@ __attribute__((format(printf, 5, 6))) static int hard(vctx *c, int code, const i
     return code;
 }
 
-static bool is_hard(int rc) { return rc != 0 && rc != EV_ESCHEMA; }
+static bool is_hard(int rc)
+{
+    return rc != 0 && rc != EV_ESCHEMA;
+}
 
 /* ---- validation ---------------------------------------------------------- */
 
@@ -1006,7 +1020,8 @@ static int validate_node(const snode *n, const json_t *v, const ipath *p, vctx *
     if (n->boolean == 0)
         return fail(c, p, "false", "no value is allowed here");
     if (c->depth >= MAX_DEPTH)
-        return hard(c, EV_EDEPTH, p, "$ref", "schema recursion deeper than %d", MAX_DEPTH);
+        return hard(c, EV_EDEPTH, p, "$ref", "schema recursion deeper than %d",
+                    MAX_DEPTH);
     c->depth++;
     int rc = 0;
     for (size_t i = 0; i < n->n_ops && rc == 0; i++)
@@ -1037,7 +1052,8 @@ static int validate_child(const snode *sub, const json_t *v, const ipath *p, vct
 static int ck_ref(const snode *n, const json_t *v, const ipath *p, vctx *c)
 {
     if (n->ref == NULL)
-        return hard(c, EV_ENOTFOUND, p, "$ref", "unresolved reference \"%s\"", n->ref_uri);
+        return hard(c, EV_ENOTFOUND, p, "$ref", "unresolved reference \"%s\"",
+                    n->ref_uri);
     return validate_node(n->ref, v, p, c);
 }
 
@@ -1069,7 +1085,8 @@ static int ck_enum(const snode *n, const json_t *v, const ipath *p, vctx *c)
 
 static int ck_const(const snode *n, const json_t *v, const ipath *p, vctx *c)
 {
-    return json_same(v, n->const_val) ? 0 : fail(c, p, "const", "value differs from const");
+    return json_same(v, n->const_val) ? 0
+                                      : fail(c, p, "const", "value differs from const");
 }
 
 static bool is_multiple(const json_t *v, const json_t *m)
@@ -1111,7 +1128,8 @@ static int ck_maximum(const snode *n, const json_t *v, const ipath *p, vctx *c)
 
 static int ck_exclusive_maximum(const snode *n, const json_t *v, const ipath *p, vctx *c)
 {
-    return bound(v, n->exclusive_maximum, 1, true, p, c, "exclusiveMaximum", "not less than");
+    return bound(v, n->exclusive_maximum, 1, true, p, c, "exclusiveMaximum",
+                 "not less than");
 }
 
 static int ck_minimum(const snode *n, const json_t *v, const ipath *p, vctx *c)
@@ -1199,7 +1217,8 @@ static bool is_date_time(const char *s, size_t n)
 static bool is_email(const char *s, size_t n)
 {
     const char *at = memchr(s, '@', n);
-    if (at == NULL || at == s || at == s + n - 1 || memchr(at + 1, '@', n - 1 - (size_t)(at - s)))
+    if (at == NULL || at == s || at == s + n - 1 ||
+        memchr(at + 1, '@', n - 1 - (size_t)(at - s)))
         return false;
     for (size_t i = 0; i < n; i++)
         if (isspace((unsigned char)s[i]))
@@ -1364,7 +1383,8 @@ static int ck_extra_props(const snode *n, const json_t *v, const ipath *p, vctx 
         if (matched || extra == NULL || json_object_get(n->props_obj, key) != NULL)
             continue;
         if (extra->boolean == 0)
-            return fail(c, p, "additionalProperties", "property \"%s\" is not allowed", key);
+            return fail(c, p, "additionalProperties", "property \"%s\" is not allowed",
+                        key);
         int rc = validate_node(extra, child, &ip, c);
         if (rc != 0)
             return rc;
@@ -1383,8 +1403,8 @@ static int ck_dependencies(const snode *n, const json_t *v, const ipath *p, vctx
         for (size_t j = 0; j < json_array_size(d->names); j++) {
             const char *need = json_string_value(json_array_get(d->names, j));
             if (json_object_get(v, need) == NULL)
-                return fail(c, p, "dependencies", "property \"%s\" requires \"%s\"", d->key,
-                            need);
+                return fail(c, p, "dependencies", "property \"%s\" requires \"%s\"",
+                            d->key, need);
         }
         if (d->sub != NULL) {
             int rc = validate_child(d->sub, v, p, c, "dependencies");
@@ -1413,7 +1433,8 @@ static int ck_property_names(const snode *n, const json_t *v, const ipath *p, vc
         if (is_hard(rc))
             return rc;
         if (rc != 0)
-            return fail(c, p, "propertyNames", "property name \"%s\" is not allowed", key);
+            return fail(c, p, "propertyNames", "property name \"%s\" is not allowed",
+                        key);
     }
     return 0;
 }
