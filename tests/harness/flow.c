@@ -3,6 +3,7 @@
  * real broker, a record collector, deadline waits, dumps and invariants. */
 #include "flow.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -924,6 +925,76 @@ void flow_each(flow *f, void (*fn)(void *arg, const flow_rec *r), void *arg)
     for (size_t i = 0; i < f->n_recs; i++)
         fn(arg, &f->recs[i]);
     pthread_mutex_unlock(&f->mu);
+}
+
+int64_t flow_timer_due(flow *f, const char *service, const char *key, const char *kind)
+{
+    int i = svc_index(service);
+    char path[400];
+    if (i < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/%s.db", f->data_dirs[i], service);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t due = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_busy_timeout(db, 2000) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT due_at FROM timers WHERE key = ?1 AND kind = ?2",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            due = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return due;
+}
+
+long flow_replay_all(flow *f)
+{
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->n_recs;
+    flow_rec *copy = calloc(n ? n : 1, sizeof(*copy));
+    size_t k = 0;
+    for (size_t i = 0; copy && i < n; i++) {
+        if (strncmp(f->recs[i].topic, "dlq.", 4) == 0 || !f->recs[i].value)
+            continue;
+        copy[k] = f->recs[i];
+        copy[k].data = NULL;
+        copy[k].value = malloc(f->recs[i].len + 1);
+        if (copy[k].value)
+            memcpy(copy[k].value, f->recs[i].value, f->recs[i].len + 1);
+        k++;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (!copy)
+        return -1;
+    long sent = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (sent >= 0 && copy[i].value &&
+            flow_produce_raw(f, copy[i].topic, copy[i].key, copy[i].value, copy[i].len) ==
+                0)
+            sent++;
+        else
+            sent = -1;
+        free(copy[i].value);
+    }
+    free(copy);
+    return sent;
+}
+
+long flow_count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 /* ---- invariants --------------------------------------------------------- */

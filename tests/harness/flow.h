@@ -111,6 +111,15 @@ const char *flow_wait_outcome(flow *f, const char *order_id, int64_t timeout_ms)
 /* Calls fn for every record (under the collector's lock). */
 void flow_each(flow *f, void (*fn)(void *arg, const flow_rec *r), void *arg);
 
+/* The due time (unix ms) of a service's timer, -1 when it has none. */
+int64_t flow_timer_due(flow *f, const char *service, const char *key, const char *kind);
+/* Produces again the exact bytes of every record seen so far on the
+ * non-DLQ topics (same key, same id): a duplicate delivery of everything.
+ * Returns how many were sent, -1 on a produce failure. */
+long flow_replay_all(flow *f);
+/* Regular files in dir (e.g. a maildir's new/), -1 when unreadable. */
+long flow_count_files(const char *dir);
+
 /* ---- invariants ---- */
 
 /* From the events and every service's dump: each order of ids ends in exactly
