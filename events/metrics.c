@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "runtime.h"
 
 #define TYPE_NAME_MAX 64
 #define TOPIC_NAME_MAX 160
@@ -51,6 +52,7 @@ struct ev_metrics {
     type_slot types[EV_METRICS_MAX_TYPES + 1]; /* last: "other" */
     hist hists[EV_MH_COUNT];
     _Atomic int64_t gauges[EV_MG_COUNT];
+    bool runtime; /* render and readiness from ev_runtime_stats_get */
     lag_slot lags[EV_METRICS_MAX_PARTS];
     size_t n_lags;
     /* summary state: touched by the thread calling ev_metrics_tick only */
@@ -67,8 +69,9 @@ static const char *const counter_names[EV_MC_COUNT] = {
 };
 
 static const char *const counter_help[EV_MC_COUNT] = {
-    [EV_MC_CONSUMED] = "Events applied by a handler and committed, by type.",
-    [EV_MC_PRODUCED] = "Events delivered to Kafka from the outbox, by type.",
+    [EV_MC_CONSUMED] = "Records read from subscribed topics, by type.",
+    [EV_MC_APPLIED] = "Events handled and committed, by type.",
+    [EV_MC_PRODUCED] = "Events handed from the outbox to the producer, by type.",
     [EV_MC_DEDUPED] = "Events skipped because their id was already applied, by type.",
     [EV_MC_DEAD_LETTERED] = "Records sent to the dead-letter topic, by type.",
     [EV_MC_SKIPPED] = "Events of a type this service does not handle, by type.",
@@ -175,6 +178,41 @@ void ev_metrics_count(ev_metrics *m, ev_metric_counter c, const char *type, uint
         return;
     type_slot *slot = type_slot_for(m, type);
     atomic_fetch_add_explicit(&slot->c[c], n, memory_order_relaxed);
+}
+
+const char *ev_metrics_peek_type(const void *value, size_t len, char *out, size_t cap)
+{
+    static const char key[] = "\"type\":\"";
+    const char *v = value;
+    size_t scan = len < 2048 ? len : 2048;
+    const char *hit = v ? memmem(v, scan, key, sizeof(key) - 1) : NULL;
+    snprintf(out, cap, "unknown");
+    if (hit == NULL || cap == 0)
+        return out;
+    const char *start = hit + sizeof(key) - 1;
+    const char *end = memchr(start, '"', (size_t)(v + len - start));
+    size_t n = end ? (size_t)(end - start) : 0;
+    if (n == 0 || n >= cap || memchr(start, '\\', n) != NULL)
+        return out;
+    memcpy(out, start, n);
+    out[n] = '\0';
+    return out;
+}
+
+void ev_metrics_count_record(ev_metrics *m, ev_metric_counter c, const void *value,
+                             size_t len)
+{
+    char type[TYPE_NAME_MAX];
+    if (m == NULL)
+        return;
+    ev_metrics_count(m, c, ev_metrics_peek_type(value, len, type, sizeof(type)), 1);
+}
+
+int64_t ev_metrics_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void ev_metrics_observe(ev_metrics *m, ev_metric_hist h, uint64_t value)
@@ -304,9 +342,21 @@ int64_t ev_metrics_lag_total(const ev_metrics *m)
     return sum;
 }
 
+void ev_metrics_attach_runtime(ev_metrics *m)
+{
+    if (m != NULL)
+        m->runtime = true;
+}
+
 bool ev_metrics_ready(void *arg)
 {
-    return ev_metrics_gauge_get(arg, EV_MG_READY) == 1;
+    const ev_metrics *m = arg;
+    if (m != NULL && m->runtime) {
+        ev_runtime_stats st;
+        ev_runtime_stats_get(&st);
+        return st.running == 1 && st.assigned > 0;
+    }
+    return ev_metrics_gauge_get(m, EV_MG_READY) == 1;
 }
 
 /* ---- rendering ---- */
@@ -419,18 +469,62 @@ static void render_hist(const ev_metrics *m, sbuf *b, ev_metric_hist h)
     sb_printf(b, "} %" PRIu64 "\n", count > cum ? count : cum);
 }
 
-static void render_gauges(const ev_metrics *m, sbuf *b)
+static void render_gauges(const ev_metrics *m, const ev_runtime_stats *st, sbuf *b)
 {
+    int64_t v[EV_MG_COUNT];
+    for (size_t g = 0; g < EV_MG_COUNT; g++)
+        v[g] = ev_metrics_gauge_get(m, (ev_metric_gauge)g);
+    if (st != NULL) {
+        v[EV_MG_READY] = st->running == 1 && st->assigned > 0;
+        v[EV_MG_ASSIGNED] = st->assigned;
+        v[EV_MG_OUTBOX_BACKLOG] = st->outbox_backlog;
+        v[EV_MG_TIMERS_PENDING] = st->timers_pending;
+    }
     for (size_t g = 0; g < EV_MG_COUNT; g++) {
         render_head(b, gauge_defs[g].name, gauge_defs[g].help, "gauge");
         sb_printf(b, "%s{service=", gauge_defs[g].name);
         sb_label(b, m->service);
-        sb_printf(b, "} %" PRId64 "\n", ev_metrics_gauge_get(m, (ev_metric_gauge)g));
+        sb_printf(b, "} %" PRId64 "\n", v[g]);
     }
     render_head(b, "choreo_start_time_seconds", "Process start, Unix time.", "gauge");
     sb_printf(b, "choreo_start_time_seconds{service=");
     sb_label(b, m->service);
     sb_printf(b, "} %.3f\n", (double)m->start_unix_ms / 1000.0);
+}
+
+/* The service loop's own totals (events/runtime.h), one counter each. */
+static void render_runtime(const ev_metrics *m, const ev_runtime_stats *st, sbuf *b)
+{
+    const struct {
+        const char *name, *help;
+        uint64_t v;
+    } rows[] = {
+        {"consumed", "Records read from subscribed topics.", st->consumed},
+        {"applied", "Records handled and committed.", st->applied},
+        {"delivered", "Outbox records delivered (events and dead letters).",
+         st->produced},
+        {"emitted", "Events written to the outbox by handlers.", st->emitted},
+        {"deduped", "Records skipped: id already applied.", st->deduped},
+        {"dead_lettered", "Records written to the dead-letter topic.", st->dead_lettered},
+        {"skipped", "Records of a type the service does not handle.", st->skipped},
+        {"retried", "Handler or timer runs that asked for a retry.", st->retried},
+        {"timers_fired", "Timers fired.", st->timers_fired},
+        {"batches", "Committed batch transactions.", st->batches},
+        {"delivery_errors", "Failed deliveries (resent).", st->delivery_errors},
+    };
+    char name[80];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        snprintf(name, sizeof(name), "choreo_runtime_%s_total", rows[i].name);
+        render_head(b, name, rows[i].help, "counter");
+        sb_printf(b, "%s{service=", name);
+        sb_label(b, m->service);
+        sb_printf(b, "} %" PRIu64 "\n", rows[i].v);
+    }
+    render_head(b, "choreo_last_commit_timestamp_seconds",
+                "Unix time of the last committed batch; 0 before the first.", "gauge");
+    sb_printf(b, "choreo_last_commit_timestamp_seconds{service=");
+    sb_label(b, m->service);
+    sb_printf(b, "} %.3f\n", (double)st->last_commit_ms / 1000.0);
 }
 
 static void render_lag(const ev_metrics *m, sbuf *b)
@@ -461,7 +555,12 @@ int ev_metrics_render(const ev_metrics *m, char **out, size_t *len, ev_error *er
     render_counters(m, &b);
     for (size_t h = 0; h < EV_MH_COUNT; h++)
         render_hist(m, &b, (ev_metric_hist)h);
-    render_gauges(m, &b);
+    ev_runtime_stats st;
+    if (m->runtime) {
+        ev_runtime_stats_get(&st);
+        render_runtime(m, &st, &b);
+    }
+    render_gauges(m, m->runtime ? &st : NULL, &b);
     render_lag(m, &b);
     if (b.oom) {
         free(b.p);

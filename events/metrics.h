@@ -15,8 +15,9 @@ typedef struct ev_metrics ev_metrics;
 
 /* Per-type counters: choreo_events_<name>_total{service,type}. */
 typedef enum {
-    EV_MC_CONSUMED = 0,  /* applied by a handler (committed) */
-    EV_MC_PRODUCED,      /* delivered to Kafka from the outbox */
+    EV_MC_CONSUMED = 0,  /* read from a subscribed topic (re-reads not counted) */
+    EV_MC_APPLIED,       /* handled and committed */
+    EV_MC_PRODUCED,      /* handed from the outbox to the idempotent producer */
     EV_MC_DEDUPED,       /* skipped: id already in the inbox */
     EV_MC_DEAD_LETTERED, /* sent to the DLQ */
     EV_MC_SKIPPED,       /* unknown type on a subscribed topic */
@@ -58,6 +59,14 @@ void ev_metrics_free(ev_metrics *m);
 /* Adds n to the counter of type (e.g. "order.placed"); type NULL or "" counts
  * under type="unknown". First use of a type takes a short lock. */
 void ev_metrics_count(ev_metrics *m, ev_metric_counter c, const char *type, uint64_t n);
+/* Same for a Kafka record: the type is read from the CloudEvents structured
+ * JSON by a bounded scan for "type":"..." (no parse); "unknown" when absent. */
+void ev_metrics_count_record(ev_metrics *m, ev_metric_counter c, const void *value,
+                             size_t len);
+/* Copies the envelope type of a record into out ("unknown" when not found). */
+const char *ev_metrics_peek_type(const void *value, size_t len, char *out, size_t cap);
+/* Monotonic clock in microseconds, for EV_MH_*_US observations. */
+int64_t ev_metrics_now_us(void);
 /* Observes value (in the histogram's base unit). */
 void ev_metrics_observe(ev_metrics *m, ev_metric_hist h, uint64_t value);
 void ev_metrics_gauge_set(ev_metrics *m, ev_metric_gauge g, int64_t value);
@@ -70,6 +79,12 @@ void ev_metrics_lag_set(ev_metrics *m, const char *topic, int32_t partition, int
  * Partitions not yet fetched are left out. Call about once a second. */
 void ev_metrics_lag_update(ev_metrics *m, rd_kafka_t *consumer);
 
+/* Links m to the service loop of this process: rendering adds its published
+ * totals (ev_runtime_stats_get) as choreo_runtime_*_total, takes the outbox,
+ * timers and assigned gauges from it, and READY becomes running && assigned > 0
+ * (no gauge_set needed). Scrapes see values at most ~1 s old. */
+void ev_metrics_attach_runtime(ev_metrics *m);
+
 /* ---- readers ---- */
 
 /* Sum over types of a counter; sum of lag over partitions. */
@@ -78,8 +93,9 @@ uint64_t ev_metrics_counter_get(const ev_metrics *m, ev_metric_counter c,
                                 const char *type);
 int64_t ev_metrics_lag_total(const ev_metrics *m);
 
-/* For ev_http_start's ready callback: true when the EV_MG_READY gauge is 1.
- * arg is the ev_metrics. */
+/* For ev_http_start's ready callback (arg is the ev_metrics): with a runtime
+ * attached, true while it runs with partitions assigned; otherwise true when
+ * the EV_MG_READY gauge is 1. */
 bool ev_metrics_ready(void *arg);
 
 /* Prometheus text exposition format 0.0.4 (# HELP, # TYPE, samples); *out is

@@ -279,6 +279,67 @@ START_TEST(summary_once_per_interval)
 }
 END_TEST
 
+START_TEST(peek_type_of_records)
+{
+    static const struct {
+        const char *record;
+        const char *want;
+    } cases[] = {
+        {"{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\","
+         "\"type\":\"order.placed\",\"data\":{\"type\":\"inner\"}}",
+         "order.placed"},
+        {"{\"id\":\"x\"}", "unknown"},
+        {"{\"type\":\"\"}", "unknown"},
+        {"{\"type\":\"a\\\"b\"}", "unknown"},
+        {"{\"type\":\"unterminated", "unknown"},
+        {"not json at all", "unknown"},
+        {"", "unknown"},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *r = cases[i].record;
+        ck_assert_str_eq(ev_metrics_peek_type(r, strlen(r), out, sizeof(out)),
+                         cases[i].want);
+    }
+    ck_assert_str_eq(ev_metrics_peek_type(NULL, 0, out, sizeof(out)), "unknown");
+    char tiny[4];
+    const char *r = "{\"type\":\"order.placed\"}";
+    ck_assert_str_eq(ev_metrics_peek_type(r, strlen(r), tiny, sizeof(tiny)), "unk");
+    ev_metrics *m = ev_metrics_new("orders");
+    ev_metrics_count_record(m, EV_MC_APPLIED, r, strlen(r));
+    ev_metrics_count_record(m, EV_MC_APPLIED, r, 5); /* cut short: unknown */
+    ck_assert_uint_eq(ev_metrics_counter_get(m, EV_MC_APPLIED, "order.placed"), 1);
+    ck_assert_uint_eq(ev_metrics_counter_get(m, EV_MC_APPLIED, "unknown"), 1);
+    ev_metrics_free(m);
+}
+END_TEST
+
+/* No service loop runs in this process: its totals are zero and not ready,
+ * whatever the READY gauge says. */
+START_TEST(attached_runtime_totals_and_readiness)
+{
+    ev_metrics *m = ev_metrics_new("orders");
+    ev_metrics_gauge_set(m, EV_MG_READY, 1);
+    ev_metrics_gauge_set(m, EV_MG_OUTBOX_BACKLOG, 9);
+    ck_assert(ev_metrics_ready(m));
+    ev_metrics_attach_runtime(m);
+    ck_assert(!ev_metrics_ready(m));
+    char *text = render(m);
+    static const char *const want[] = {
+        "# TYPE choreo_runtime_consumed_total counter",
+        "choreo_runtime_consumed_total{service=\"orders\"} 0",
+        "choreo_runtime_delivered_total{service=\"orders\"} 0",
+        "choreo_runtime_batches_total{service=\"orders\"} 0",
+        "choreo_ready{service=\"orders\"} 0",
+        "choreo_outbox_backlog{service=\"orders\"} 0",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        ck_assert_msg(has_line(text, want[i]), "missing line: %s\n%s", want[i], text);
+    free(text);
+    ev_metrics_free(m);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -290,6 +351,8 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, label_values_are_escaped);
     tcase_add_test(tc, render_is_well_formed);
     tcase_add_test(tc, null_registry_is_a_noop);
+    tcase_add_test(tc, peek_type_of_records);
+    tcase_add_test(tc, attached_runtime_totals_and_readiness);
     tcase_add_test(tc, summary_once_per_interval);
     suite_add_tcase(s, tc);
     return s;
