@@ -1814,7 +1814,7 @@ static void add_op(snode *n, check_fn fn)
     n->ops[n->n_ops++] = fn;
 }
 
-static int compile_keywords(cctx *cc, snode *n, json_t *j)
+static int compile_keywords(cctx *cc, snode *n, json_t *j, bool checks)
 {
     for (size_t i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
         const struct keyword *k = &keywords[i];
@@ -1825,10 +1825,22 @@ static int compile_keywords(cctx *cc, snode *n, json_t *j)
         int rc = k->compile(cc, n, v, k->off);
         if (rc != 0)
             return rc;
-        if (k->check != NULL)
+        if (checks && k->check != NULL)
             add_op(n, k->check);
     }
     return 0;
+}
+
+/* Draft-07 ignores the siblings of $ref, but subschemas below them may carry
+ * an $id that another $ref names: they are compiled for their identifiers
+ * only (no checks), and dropped again if they do not compile. */
+static void compile_ref_siblings(cctx *cc, snode *n, json_t *j)
+{
+    mark m = mark_take(cc->s);
+    ev_error scratch;
+    cctx quiet = {cc->s, &scratch, NULL};
+    if (compile_keywords(&quiet, n, j, false) != 0)
+        rollback(cc->s, m);
 }
 
 /* $id: a new base URI (registered for n) or, for "#name", a plain-name anchor. */
@@ -1897,7 +1909,7 @@ static snode *compile_node(cctx *cc, json_t *j, const char *base)
     }
     json_t *ref = json_object_get(j, "$ref");
     int rc = 0;
-    if (ref != NULL) { /* draft-07: every sibling of $ref is ignored */
+    if (ref != NULL) { /* draft-07: $ref alone decides, even over a sibling $id */
         cc->kw = "$ref";
         if (!json_is_string(ref))
             rc = bad(cc, n, "must be a string");
@@ -1905,13 +1917,15 @@ static snode *compile_node(cctx *cc, json_t *j, const char *base)
                  pv_push(&cc->s->pending, n) != 0)
             rc = ev_error_set(cc->err, EV_ENOMEM, "schema: out of memory");
         n->ops[n->n_ops++] = ck_ref;
+        if (rc == 0)
+            compile_ref_siblings(cc, n, j);
         return rc == 0 ? n : NULL;
     }
     json_t *id = json_object_get(j, "$id");
     if (id != NULL)
         rc = compile_id(cc, n, id);
     if (rc == 0)
-        rc = compile_keywords(cc, n, j);
+        rc = compile_keywords(cc, n, j, true);
     return rc == 0 ? n : NULL;
 }
 
@@ -2173,8 +2187,9 @@ int ev_schema_set_check(ev_schema_set *s, ev_error *err)
     for (size_t i = 0; i < s->pending.n; i++) {
         const snode *n = s->pending.v[i];
         if (n->ref == NULL)
-            return ev_error_set(err, EV_ENOTFOUND, "schema %s: $ref: unresolved \"%s\"",
-                                n->base, n->ref_uri);
+            return ev_error_set(err, EV_ENOTFOUND,
+                                "schema: $ref: unresolved \"%s\" (in %s)", n->ref_uri,
+                                n->base);
     }
     return 0;
 }

@@ -202,6 +202,81 @@ static const struct ref_case {
      "\"http://p.test/sub/t.json\",\"type\":\"string\"}},\"allOf\":[{"
      "\"$ref\":\"#/x-lib/n\"}]}",
      "1", EV_ESCHEMA},
+    {"ref to if",
+     "{\"$ref\":\"http://example.com/ref/if\",\"if\":{\"$id\":\"http://example.com/ref/"
+     "if\",\"type\":\"integer\"}}",
+     "\"foo\"", EV_ESCHEMA},
+    {"ref to if ok",
+     "{\"$ref\":\"http://example.com/ref/if\",\"if\":{\"$id\":\"http://example.com/ref/"
+     "if\",\"type\":\"integer\"}}",
+     "12", 0},
+    {"sibling id keeps base",
+     "{\"$id\":\"http://s.test/base/\",\"definitions\":{\"foo\":{\"$id\":\"http://s.test/"
+     "foo.json\",\"type\":\"string\"},\"base_foo\":{\"$id\":\"foo.json\",\"type\":"
+     "\"number\"}},\"allOf\":[{\"$id\":\"http://s.test/\",\"$ref\":\"foo.json\"}]}",
+     "\"a\"", EV_ESCHEMA},
+    {"sibling id keeps base ok",
+     "{\"$id\":\"http://s.test/base/\",\"definitions\":{\"foo\":{\"$id\":\"http://s.test/"
+     "foo.json\",\"type\":\"string\"},\"base_foo\":{\"$id\":\"foo.json\",\"type\":"
+     "\"number\"}},\"allOf\":[{\"$id\":\"http://s.test/\",\"$ref\":\"foo.json\"}]}",
+     "1", 0},
+    {"urn with query",
+     "{\"$id\":\"urn:example:weather?=op=map&lat=39.56\",\"properties\":{\"foo\":{\"$"
+     "ref\":\"#/definitions/bar\"}},\"definitions\":{\"bar\":{\"type\":\"string\"}}}",
+     "{\"foo\":12}", EV_ESCHEMA},
+    {"empty pointer tokens",
+     "{\"definitions\":{\"\":{\"definitions\":{\"\":{\"type\":\"number\"}}}},\"allOf\":[{"
+     "\"$ref\":\"#/definitions//definitions/\"}]}",
+     "\"a\"", EV_ESCHEMA},
+    {"empty pointer tokens ok",
+     "{\"definitions\":{\"\":{\"definitions\":{\"\":{\"type\":\"number\"}}}},\"allOf\":[{"
+     "\"$ref\":\"#/definitions//definitions/\"}]}",
+     "1", 0},
+    {"quote in pointer",
+     "{\"properties\":{\"foo\\\"bar\":{\"$ref\":\"#/definitions/"
+     "foo%22bar\"}},\"definitions\":{\"foo\\\"bar\":{\"type\":\"number\"}}}",
+     "{\"foo\\\"bar\":\"1\"}", EV_ESCHEMA},
+    {"absolute-path ref",
+     "{\"$id\":\"http://example.com/ref/"
+     "absref.json\",\"definitions\":{\"a\":{\"$id\":\"http://example.com/ref/absref/"
+     "foobar.json\",\"type\":\"number\"},\"b\":{\"$id\":\"http://example.com/absref/"
+     "foobar.json\",\"type\":\"string\"}},\"allOf\":[{\"$ref\":\"/absref/"
+     "foobar.json\"}]}",
+     "12", EV_ESCHEMA},
+    {"absolute-path ref ok",
+     "{\"$id\":\"http://example.com/ref/"
+     "absref.json\",\"definitions\":{\"a\":{\"$id\":\"http://example.com/ref/absref/"
+     "foobar.json\",\"type\":\"number\"},\"b\":{\"$id\":\"http://example.com/absref/"
+     "foobar.json\",\"type\":\"string\"}},\"allOf\":[{\"$ref\":\"/absref/"
+     "foobar.json\"}]}",
+     "\"a\"", 0},
+    {"id inside enum is no identifier",
+     "{\"definitions\":{\"e\":{\"enum\":[{\"$id\":\"http://i.test/"
+     "x.json\",\"type\":\"null\"}]},\"real\":{\"$id\":\"http://i.test/"
+     "x.json\",\"type\":\"string\"}},\"anyOf\":[{\"$ref\":\"#/definitions/"
+     "e\"},{\"$ref\":\"http://i.test/x.json\"}]}",
+     "null", EV_ESCHEMA},
+    {"relative uris and defs",
+     "{\"$id\":\"http://example.com/"
+     "schema-relative-uri-defs1.json\",\"properties\":{\"foo\":{\"$id\":\"schema-"
+     "relative-uri-defs2.json\",\"definitions\":{\"inner\":{\"properties\":{\"bar\":{"
+     "\"type\":\"string\"}}}},\"allOf\":[{\"$ref\":\"#/definitions/"
+     "inner\"}]}},\"allOf\":[{\"$ref\":\"schema-relative-uri-defs2.json\"}]}",
+     "{\"foo\":{\"bar\":1},\"bar\":\"a\"}", EV_ESCHEMA},
+    {"relative uris and defs outer",
+     "{\"$id\":\"http://example.com/"
+     "schema-relative-uri-defs1.json\",\"properties\":{\"foo\":{\"$id\":\"schema-"
+     "relative-uri-defs2.json\",\"definitions\":{\"inner\":{\"properties\":{\"bar\":{"
+     "\"type\":\"string\"}}}},\"allOf\":[{\"$ref\":\"#/definitions/"
+     "inner\"}]}},\"allOf\":[{\"$ref\":\"schema-relative-uri-defs2.json\"}]}",
+     "{\"foo\":{\"bar\":\"a\"},\"bar\":1}", EV_ESCHEMA},
+    {"relative uris and defs ok",
+     "{\"$id\":\"http://example.com/"
+     "schema-relative-uri-defs1.json\",\"properties\":{\"foo\":{\"$id\":\"schema-"
+     "relative-uri-defs2.json\",\"definitions\":{\"inner\":{\"properties\":{\"bar\":{"
+     "\"type\":\"string\"}}}},\"allOf\":[{\"$ref\":\"#/definitions/"
+     "inner\"}]}},\"allOf\":[{\"$ref\":\"schema-relative-uri-defs2.json\"}]}",
+     "{\"foo\":{\"bar\":\"a\"},\"bar\":\"a\"}", 0},
     {"remote mapped", "{\"$ref\":\"http://remote.test/int.json\"}", "3", EV_ESCHEMA},
     {"remote mapped ok", "{\"$ref\":\"http://remote.test/int.json\"}", "12", 0},
     {"remote missing", "{\"$ref\":\"http://remote.test/none.json\"}", "12", EV_ENOTFOUND},
@@ -378,7 +453,7 @@ static const struct dir_case {
     int rc;
     const char *needle; /* in err->text */
 } dir_cases[] = {
-    {"broken_ref", EV_ENOTFOUND, "missing.json"},
+    {"broken_ref", EV_ENOTFOUND, "missing.json#/definitions/x"},
     {"bad_json", EV_EPARSE, "x.json"},
     {"bad_schema", EV_EINVAL, "type"},
     {"no_such_dir", EV_EIO, "no_such_dir"},

@@ -83,7 +83,7 @@ static void run_file(json_t *meta, const char *dir, const char *remotes, const c
     int k = snprintf(path, sizeof(path), "%s/%s", dir, name);
     ck_assert(k > 0 && (size_t)k < sizeof(path));
     json_error_t jerr;
-    json_t *groups = json_load_file(path, 0, &jerr);
+    json_t *groups = json_load_file(path, JSON_ALLOW_NUL, &jerr);
     ck_assert_msg(groups != NULL, "%s: %s", path, jerr.text);
     for (size_t i = 0; i < json_array_size(groups); i++)
         run_group(meta, remotes, name, i, json_array_get(groups, i), t);
