@@ -123,6 +123,11 @@ stop:
 bench: all $(BENCH_BIN)
 	@sh bench/run $(BUILD)
 
+# docs/asyncapi.yaml from schemas/ (tests/ops/check_asyncapi.sh checks it is current).
+.PHONY: asyncapi
+asyncapi:
+	python3 docs/gen-asyncapi > docs/asyncapi.yaml.tmp && mv docs/asyncapi.yaml.tmp docs/asyncapi.yaml
+
 broker-jars:
 	@sh broker/choreo-broker fetch
 
