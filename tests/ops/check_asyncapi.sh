@@ -44,5 +44,14 @@ else
     ko "a dangling \$ref was not caught ($out)"
 fi
 
+# A document AsyncAPI 2.6 does not allow must be caught (when jsonschema is there).
+sed 's|^    publish:$|    publishes:|' "$ROOT/docs/asyncapi.yaml" >"$TMP/invalid.yaml"
+out=$(python3 "$ROOT/tests/ops/asyncapi_check.py" "$ROOT" "$TMP/invalid.yaml")
+if [ $? -ne 0 ] && printf '%s\n' "$out" | grep -q "AsyncAPI 2.6 schema\|skipped"; then
+    ok
+else
+    ko "a document against the AsyncAPI 2.6 schema was not caught ($out)"
+fi
+
 echo "asyncapi: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
