@@ -1089,7 +1089,23 @@ static const char *upper_outcome(const char *o)
                                         : "CANCELLED";
 }
 
-static void check_order_dumps(flow *f, const char *id, json_t *ord, json_t *pay)
+/* The shipment of an order agrees with its outcome. */
+static void check_shipment(flow *f, const char *id, const char *o, json_t *shp)
+{
+    json_t *row = shp ? find_by(json_object_get(shp, "shipments"), "order_id", id) : NULL;
+    const char *st = row ? json_string_value(json_object_get(row, "status")) : "NONE";
+    if (strcmp(o, "completed") == 0)
+        FLOW_CHECK(f, strcmp(st, "DISPATCHED") == 0, "order %s completed, shipment %s",
+                   id, st);
+    else if (strcmp(o, "rejected") == 0)
+        FLOW_CHECK(f, strcmp(st, "NONE") == 0, "order %s rejected, shipment %s", id, st);
+    else
+        FLOW_CHECK(f, strcmp(st, "SCHEDULED") != 0 && strcmp(st, "DISPATCHED") != 0,
+                   "order %s cancelled, shipment %s", id, st);
+}
+
+static void check_order_dumps(flow *f, const char *id, json_t *ord, json_t *pay,
+                              json_t *shp)
 {
     pthread_mutex_lock(&f->mu);
     const char *o = outcome_locked(f, id);
@@ -1107,6 +1123,8 @@ static void check_order_dumps(flow *f, const char *id, json_t *ord, json_t *pay)
     if (o)
         FLOW_CHECK(f, (strcmp(ps, "AUTHORIZED") == 0) == (strcmp(o, "completed") == 0),
                    "order %s (%s): payment status %s", id, o, ps);
+    if (o && shp)
+        check_shipment(f, id, o, shp);
 }
 
 void flow_check_invariants(flow *f, const char *const *order_ids, size_t n)
@@ -1115,10 +1133,12 @@ void flow_check_invariants(flow *f, const char *const *order_ids, size_t n)
     json_t *inv = flow_dump(f, "inventory");
     json_t *pay = flow_dump(f, "payments");
     json_t *ord = flow_dump(f, "orders");
+    json_t *shp = flow_running(f, "shipping") ? flow_dump(f, "shipping") : NULL;
     for (size_t i = 0; i < n; i++) {
         check_order_events(f, order_ids[i]);
-        check_order_dumps(f, order_ids[i], ord, pay);
+        check_order_dumps(f, order_ids[i], ord, pay, shp);
     }
+    json_decref(shp);
     check_stock(f, inv);
     check_money(f, pay);
     json_decref(inv);
