@@ -1074,13 +1074,41 @@ static int ck_type(const snode *n, const json_t *v, const ipath *p, vctx *c)
     return fail(c, p, "type", "expected %s, got %s", want, type_name(v));
 }
 
+/* Short text of a scalar for messages: "abc", 12, true; objects and arrays by
+ * type name. Appended to buf (size cap) at *len. */
+static void put_scalar(const json_t *v, char *buf, size_t cap, size_t *len)
+{
+    char num[32];
+    const char *fmt = json_is_string(v) ? "\"%s\"" : "%s";
+    const char *text = json_is_string(v)   ? json_string_value(v)
+                       : json_is_number(v) ? fmt_num(v, num, sizeof(num))
+                       : json_is_true(v)   ? "true"
+                       : json_is_false(v)  ? "false"
+                       : json_is_null(v)   ? "null"
+                                           : type_name(v);
+    int k = snprintf(buf + *len, cap - *len, fmt, text);
+    if (k > 0)
+        *len = *len + (size_t)k < cap ? *len + (size_t)k : cap - 1; /* truncated */
+}
+
 static int ck_enum(const snode *n, const json_t *v, const ipath *p, vctx *c)
 {
-    for (size_t i = 0; i < json_array_size(n->enum_vals); i++)
+    size_t count = json_array_size(n->enum_vals);
+    for (size_t i = 0; i < count; i++)
         if (json_same(v, json_array_get(n->enum_vals, i)))
             return 0;
-    return fail(c, p, "enum", "value is not one of the %zu allowed",
-                json_array_size(n->enum_vals));
+    if (c->quiet)
+        return EV_ESCHEMA;
+    char got[48], allowed[EV_ERROR_TEXT];
+    size_t glen = 0, alen = 0;
+    put_scalar(v, got, sizeof(got), &glen);
+    for (size_t i = 0; i < count && alen + 1 < sizeof(allowed); i++) {
+        if (i > 0)
+            allowed[alen++] = '|';
+        put_scalar(json_array_get(n->enum_vals, i), allowed, sizeof(allowed), &alen);
+    }
+    allowed[alen] = '\0';
+    return fail(c, p, "enum", "%s is not one of %s", got, allowed);
 }
 
 static int ck_const(const snode *n, const json_t *v, const ipath *p, vctx *c)
