@@ -2145,13 +2145,12 @@ static int add_doc(ev_schema_set *s, const char *base, const char *alias, json_t
     mark m = mark_take(s);
     cctx cc = {s, err, NULL};
     const char *b = intern(s, uri_norm(base));
-    int rc = b == NULL || pv_push(&s->docs, json_incref(doc)) != 0 ? EV_ENOMEM : 0;
+    int rc = b == NULL || pv_push(&s->docs, doc) != 0 ? EV_ENOMEM : 0;
     if (rc != 0) {
-        if (b != NULL)
-            json_decref(doc);
         ev_error_set(err, rc, "schema: out of memory");
         goto cleanup;
     }
+    json_incref(doc); /* the set's reference, dropped by rollback or free */
     snode *root = compile_node(&cc, doc, b);
     rc = root != NULL ? 0 : err->code;
     if (rc == 0)
