@@ -63,9 +63,13 @@ struct ev_metrics {
 };
 
 static const char *const counter_names[EV_MC_COUNT] = {
-    [EV_MC_CONSUMED] = "consumed", [EV_MC_PRODUCED] = "produced",
-    [EV_MC_DEDUPED] = "deduped",   [EV_MC_DEAD_LETTERED] = "dead_lettered",
-    [EV_MC_SKIPPED] = "skipped",   [EV_MC_RETRIED] = "retried",
+    [EV_MC_CONSUMED] = "consumed",
+    [EV_MC_APPLIED] = "applied",
+    [EV_MC_PRODUCED] = "produced",
+    [EV_MC_DEDUPED] = "deduped",
+    [EV_MC_DEAD_LETTERED] = "dead_lettered",
+    [EV_MC_SKIPPED] = "skipped",
+    [EV_MC_RETRIED] = "retried",
 };
 
 static const char *const counter_help[EV_MC_COUNT] = {

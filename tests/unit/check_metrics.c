@@ -71,6 +71,36 @@ START_TEST(counters_render_per_type)
 }
 END_TEST
 
+/* Every counter kind renders under its own family name. */
+START_TEST(every_counter_has_a_family)
+{
+    static const struct {
+        ev_metric_counter c;
+        const char *line;
+    } cases[] = {
+        {EV_MC_CONSUMED, "choreo_events_consumed_total{service=\"s\",type=\"t\"} 1"},
+        {EV_MC_APPLIED, "choreo_events_applied_total{service=\"s\",type=\"t\"} 2"},
+        {EV_MC_PRODUCED, "choreo_events_produced_total{service=\"s\",type=\"t\"} 3"},
+        {EV_MC_DEDUPED, "choreo_events_deduped_total{service=\"s\",type=\"t\"} 4"},
+        {EV_MC_DEAD_LETTERED,
+         "choreo_events_dead_lettered_total{service=\"s\",type=\"t\"} 5"},
+        {EV_MC_SKIPPED, "choreo_events_skipped_total{service=\"s\",type=\"t\"} 6"},
+        {EV_MC_RETRIED, "choreo_events_retried_total{service=\"s\",type=\"t\"} 7"},
+    };
+    ck_assert_uint_eq(sizeof(cases) / sizeof(cases[0]), EV_MC_COUNT);
+    ev_metrics *m = ev_metrics_new("s");
+    for (size_t i = 0; i < EV_MC_COUNT; i++)
+        ev_metrics_count(m, cases[i].c, "t", i + 1);
+    char *text = render(m);
+    for (size_t i = 0; i < EV_MC_COUNT; i++)
+        ck_assert_msg(has_line(text, cases[i].line), "missing: %s\n%s", cases[i].line,
+                      text);
+    ck_assert_ptr_null(strstr(text, "(null)"));
+    free(text);
+    ev_metrics_free(m);
+}
+END_TEST
+
 START_TEST(too_many_types_fall_into_other)
 {
     ev_metrics *m = ev_metrics_new("s");
@@ -345,6 +375,7 @@ static Suite *metrics_suite(void)
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, counters_render_per_type);
+    tcase_add_test(tc, every_counter_has_a_family);
     tcase_add_test(tc, too_many_types_fall_into_other);
     tcase_add_test(tc, histogram_buckets_are_cumulative);
     tcase_add_test(tc, gauges_and_lag);
