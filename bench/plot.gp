@@ -9,6 +9,7 @@ set ylabel "latency (ms)"
 set logscale xy
 set grid
 set key top left
+set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set datafile missing "NaN"
 saga = "index 0 using 1:2 with linespoints lw 2 pt 7 title 'p50', '' index 0 using 1:3 with linespoints lw 2 pt 7 title 'p90', '' index 0 using 1:4 with linespoints lw 2 pt 7 title 'p99', '' index 0 using 1:5 with linespoints lw 1 pt 6 dt 2 title 'max'"
 raw = ", '' index 1 using 1:2 with points pt 5 ps 1.5 title 'raw broker p50', '' index 1 using 1:4 with points pt 9 ps 1.5 title 'raw broker p99'"
