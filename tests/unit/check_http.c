@@ -197,6 +197,23 @@ START_TEST(port_in_use_is_eio)
 }
 END_TEST
 
+/* The forms compose.yaml uses: all IPv4 interfaces. */
+START_TEST(address_forms_listen)
+{
+    static const char *const addrs[] = {"0.0.0.0:0", ":0"};
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        ev_http *h = NULL;
+        ev_error err;
+        ck_assert_msg(ev_http_start(&h, addrs[i], NULL, NULL, NULL, &err) == 0, "%s: %s",
+                      addrs[i], err.text);
+        reply r = request(ev_http_port(h), "GET", "/healthz");
+        ck_assert_int_eq(r.status, 200);
+        free(r.body);
+        ev_http_stop(h);
+    }
+}
+END_TEST
+
 START_TEST(ipv6_loopback)
 {
     ev_http *h = NULL;
@@ -221,6 +238,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, bad_addresses_are_errors);
     tcase_add_test(tc, empty_address_means_off);
     tcase_add_test(tc, port_in_use_is_eio);
+    tcase_add_test(tc, address_forms_listen);
     tcase_add_test(tc, ipv6_loopback);
     suite_add_tcase(s, tc);
     return s;
