@@ -489,7 +489,7 @@ bool flow_running(flow *f, const char *service)
         return false;
     int st;
     if (waitpid(f->pids[i], &st, WNOHANG) == f->pids[i]) {
-        flow_note(f, "%s exited (status %d)", service, st);
+        FLOW_CHECK(f, false, "%s exited on its own (status %d)", service, st);
         f->pids[i] = 0;
         return false;
     }
@@ -515,8 +515,9 @@ int flow_stop(flow *f, const char *service, int sig)
         nap_ms(10);
     }
     f->pids[i] = 0;
-    if (!sig && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-        flow_note(f, "%s stopped with status %d", service, st);
+    if (!sig)
+        FLOW_CHECK(f, WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                   "%s stopped with status %d (see its log)", service, st);
     return 0;
 }
 
