@@ -110,6 +110,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                       : level == 4 ? EV_LOG_WARN
                       : level <= 6 ? EV_LOG_INFO
                                    : EV_LOG_DEBUG;
+    if (lv < EV_LOG_INFO && strcmp(fac, "CONFWARN") == 0)
+        lv = EV_LOG_INFO; /* CHOREO_KAFKA_* reach producer and consumer alike */
     if (!ev_log_enabled(lv))
         return;
     char q[512];

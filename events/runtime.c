@@ -688,8 +688,10 @@ static void after_commit(ev_runtime *rt, size_t n_deleted)
             ev_log_at(EV_LOG_DEBUG, &w, "offset store skipped", "error=%s", e.text);
         }
     }
-    memmove(rt->done, rt->done + n_deleted, (rt->n_done - n_deleted) * sizeof(*rt->done));
-    rt->n_done -= n_deleted;
+    if (n_deleted > 0) {
+        memmove(rt->done, rt->done + n_deleted, (rt->n_done - n_deleted) * sizeof(*rt->done));
+        rt->n_done -= n_deleted;
+    }
 }
 
 static int batch_body(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, int64_t now,
@@ -837,6 +839,29 @@ static void relay(ev_runtime *rt)
         ev_log(EV_LOG_WARN, "outbox relay stalled", "error=%s",
                ev_log_quote(q, sizeof(q), w.err.text[0] ? w.err.text : e.text));
     }
+}
+
+/* A fatal producer error (idempotence state lost) makes it unusable: start a
+ * new one and resend every outbox row; consumers drop the duplicates by id. */
+static int producer_check(ev_runtime *rt, ev_error *err)
+{
+    char reason[256];
+    if (rd_kafka_fatal_error(ev_producer_handle(rt->prod), reason, sizeof(reason)) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    char q[300];
+    ev_log(EV_LOG_ERROR, "producer fatal error, recreating it", "reason=%s",
+           ev_log_quote(q, sizeof(q), reason));
+    ev_producer_free_now(rt->prod);
+    rt->prod = NULL;
+    rt->relay_hwm = 0;
+    rt->resend_from = INT64_MAX;
+    rt->relay_pending = true;
+    int rc = ev_producer_new(&rt->prod, rt->cfg->brokers, rt->def->name, on_delivery, rt,
+                             err);
+    if (rc == 0)
+        ev_producer_set_block(rt->prod, 100);
+    return rc;
 }
 
 /* ---- setup ---- */
@@ -1079,6 +1104,8 @@ static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs,
             rc = run_batch(rt, msgs, n, prune, true, err);
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
+        if (rc == 0)
+            rc = producer_check(rt, err);
         if (rc == 0) {
             relay(rt);
             housekeep(rt, false);

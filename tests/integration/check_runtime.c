@@ -29,9 +29,10 @@ typedef struct svc {
 /* Fails the test with the service's log on stderr. */
 #define SVC_ASSERT(s, cond, ...)                                                            \
     do {                                                                                    \
-        if (!(cond))                                                                        \
+        bool ok_ = (cond);                                                                  \
+        if (!ok_)                                                                           \
             harness_dump_log((s)->log, 6000);                                               \
-        ck_assert_msg(cond, __VA_ARGS__);                                                   \
+        ck_assert_msg(ok_, __VA_ARGS__);                                                    \
     } while (0)
 
 static void svc_env(svc *s, const char *kv)
