@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "bus.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "schema.h"
 
 #define CE_HEADERS "{\"content-type\":\"application/cloudevents+json\"}"
@@ -63,6 +65,8 @@ typedef struct ev_runtime {
     int64_t last_prune, last_summary, last_housekeep; /* monotonic ms */
     int fatal;             /* a delivery callback hit a condition needing exit */
     ev_runtime_stats st;
+    ev_metrics *metrics; /* per-type counters and histograms for /metrics */
+    ev_http *http;       /* /healthz and /metrics; NULL when off */
 } ev_runtime;
 
 struct ev_ctx {
@@ -531,6 +535,8 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t n
     if (p->next >= 0 && m->offset < p->next)
         return 0; /* already applied (re-delivered across a rebalance) */
     rt->st.consumed++;
+    const void *val = m->payload ? m->payload : "";
+    ev_metrics_count_record(rt->metrics, EV_MC_CONSUMED, val, m->len);
     int rc = ev_store_savepoint(rt->store, err);
     if (rc != 0)
         return rc;
@@ -544,12 +550,21 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t n
         rt->st.applied += res == REC_APPLIED;
         rt->st.skipped += res == REC_SKIPPED;
         rt->st.deduped += res == REC_DEDUPED;
+        static const ev_metric_counter mc[] = {
+            [REC_APPLIED] = EV_MC_APPLIED,
+            [REC_SKIPPED] = EV_MC_SKIPPED,
+            [REC_DEDUPED] = EV_MC_DEDUPED,
+        };
+        ev_metrics_count_record(rt->metrics, mc[res], val, m->len);
         if (p->retry_offset == m->offset)
             p->retry_offset = -1;
     } else {
         rc = ev_store_rollback_to(rt->store, err);
         if (rc != 0)
             return rc;
+        ev_metrics_count_record(rt->metrics,
+                                res == REC_RETRY ? EV_MC_RETRIED : EV_MC_DEAD_LETTERED, val,
+                                m->len);
         if (res == REC_RETRY) {
             int r = retry_or_dlq(rt, p, m, code, &why, err);
             if (r < 0)
@@ -715,15 +730,17 @@ static int batch_body(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, int64
 static int run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool prune,
                      bool timers, ev_error *err)
 {
-    int64_t t0 = ev_mono_ms();
+    int64_t t0 = ev_metrics_now_us();
     int64_t now = ev_now_ms();
     size_t n_deleted = rt->n_done;
     int rc = ev_store_begin(rt->store, err);
     if (rc != 0)
         return rc;
     rc = batch_body(rt, msgs, n, now, prune, timers, err);
+    int64_t c0 = ev_metrics_now_us();
     if (rc == 0)
         rc = ev_store_commit(rt->store, err);
+    int64_t c1 = ev_metrics_now_us();
     if (rc != 0) {
         ev_error e2 = {0};
         ev_store_rollback(rt->store, &e2);
@@ -732,7 +749,11 @@ static int run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool p
     after_commit(rt, n_deleted);
     rt->st.batches++;
     rt->st.last_commit_ms = ev_now_ms();
-    rt->st.last_batch_us = (ev_mono_ms() - t0) * 1000;
+    rt->st.last_batch_us = c1 - t0;
+    if (n > 0)
+        ev_metrics_observe(rt->metrics, EV_MH_BATCH_SIZE, n);
+    ev_metrics_observe(rt->metrics, EV_MH_COMMIT_US, (uint64_t)(c1 - c0));
+    ev_metrics_observe(rt->metrics, EV_MH_BATCH_US, (uint64_t)(c1 - t0));
     return 0;
 }
 
@@ -814,6 +835,7 @@ static int relay_row(void *arg, int64_t id, const char *topic, const char *key,
         return rc;
     rt->relay_hwm = id;
     w->rows++;
+    ev_metrics_count_record(rt->metrics, EV_MC_PRODUCED, value, len);
     return 0;
 }
 
@@ -995,8 +1017,30 @@ static int rt_open(ev_runtime *rt, ev_error *err)
                            (const char *const *)rt->topics, start_offset, rt, err);
 }
 
+/* The health and metrics listener; failing to listen is logged, not fatal. */
+static void http_start(ev_runtime *rt)
+{
+    rt->metrics = ev_metrics_new(rt->def->name);
+    if (rt->metrics == NULL)
+        return;
+    ev_metrics_attach_runtime(rt->metrics);
+    ev_error e = {0};
+    if (ev_http_start(&rt->http, rt->cfg->http_addr, rt->metrics, ev_metrics_ready,
+                      rt->metrics, &e) != 0) {
+        char q[200];
+        ev_log(EV_LOG_WARN, "health and metrics listener not started", "addr=%s error=%s",
+               rt->cfg->http_addr, ev_log_quote(q, sizeof(q), e.text));
+        rt->http = NULL;
+    } else if (rt->http != NULL) {
+        ev_log(EV_LOG_INFO, "health and metrics listening", "addr=%s port=%u",
+               rt->cfg->http_addr, (unsigned)ev_http_port(rt->http));
+    }
+}
+
 static void rt_free(ev_runtime *rt)
 {
+    ev_http_stop(rt->http);
+    ev_metrics_free(rt->metrics);
     ev_consumer_free(rt->cons);
     ev_producer_free_now(rt->prod); /* flushed by the caller when it could */
     ev_store_close(rt->store);
@@ -1079,6 +1123,7 @@ static void housekeep(ev_runtime *rt, bool force)
         rd_kafka_topic_partition_list_destroy(a);
     }
     stats_publish(rt);
+    ev_metrics_lag_update(rt->metrics, ev_consumer_handle(rt->cons));
     if (force || mono - rt->last_summary >= SUMMARY_MS) {
         rt->last_summary = mono;
         log_summary(rt);
@@ -1162,6 +1207,7 @@ int ev_service_run(const ev_service_def *def, const ev_config *cfg,
            ev_log_quote(q, sizeof(q), cfg->brokers));
     rt->st.running = 1;
     stats_publish(rt);
+    http_start(rt);
     rc = rt_loop(rt, msgs, stop, err);
     if (rc == 0)
         rc = rt_shutdown(rt, err);
