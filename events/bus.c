@@ -56,7 +56,8 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
     /* errstr may quote the value: never show it. */
     return ev_error_set(err, EV_EINVAL, "kafka property %s%s%s: %s", name,
                         origin ? " from " : "", origin ? origin : "",
-                        r == RD_KAFKA_CONF_UNKNOWN ? "unknown property" : "invalid value");
+                        r == RD_KAFKA_CONF_UNKNOWN ? "unknown property"
+                                                   : "invalid value");
 }
 
 static int conf_set_all(rd_kafka_conf_t *conf, const prop *props, size_t n, ev_error *err)
@@ -106,7 +107,7 @@ int ev_bus_conf_env(rd_kafka_conf_t *conf, ev_error *err)
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    ev_log_level lv = level <= 3 ? EV_LOG_ERROR
+    ev_log_level lv = level <= 3   ? EV_LOG_ERROR
                       : level == 4 ? EV_LOG_WARN
                       : level <= 6 ? EV_LOG_INFO
                                    : EV_LOG_DEBUG;
@@ -125,8 +126,9 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     char q[512];
     bool fatal = code == RD_KAFKA_RESP_ERR__FATAL;
     /* All brokers down and transport failures are transient: librdkafka reconnects. */
-    ev_log(fatal ? EV_LOG_ERROR : EV_LOG_WARN, "kafka error", "client=%s code=%s reason=%s",
-           rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)code),
+    ev_log(fatal ? EV_LOG_ERROR : EV_LOG_WARN, "kafka error",
+           "client=%s code=%s reason=%s", rd_kafka_name(rk),
+           rd_kafka_err2name((rd_kafka_resp_err_t)code),
            ev_log_quote(q, sizeof(q), reason));
 }
 
@@ -243,8 +245,8 @@ static int headers_build(rd_kafka_headers_t **out, const ev_header *h, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (h[i].name == NULL)
             continue;
-        rd_kafka_resp_err_t e = rd_kafka_header_add(hdrs, h[i].name, -1, h[i].value,
-                                                    h[i].value ? -1 : 0);
+        rd_kafka_resp_err_t e =
+            rd_kafka_header_add(hdrs, h[i].name, -1, h[i].value, h[i].value ? -1 : 0);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rd_kafka_headers_destroy(hdrs);
             return ev_error_set(err, EV_EBUS, "header %s: %s", h[i].name,
@@ -270,8 +272,9 @@ int ev_producer_send(ev_producer *p, const char *topic, int32_t partition,
             p->rk, RD_KAFKA_V_TOPIC(topic),
             RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)value, len),
-            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+            RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+            RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0; /* headers now owned by the message */
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || mono_ms() >= deadline) {
@@ -342,7 +345,8 @@ static void set_start_offsets(ev_consumer *c, rd_kafka_topic_partition_list_t *p
     }
 }
 
-static void log_assign_error(const char *what, rd_kafka_error_t *e, rd_kafka_resp_err_t re)
+static void log_assign_error(const char *what, rd_kafka_error_t *e,
+                             rd_kafka_resp_err_t re)
 {
     if (e != NULL) {
         ev_log(EV_LOG_ERROR, what, "error=%s", rd_kafka_error_name(e));
@@ -360,8 +364,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         set_start_offsets(c, parts);
         if (coop)
-            log_assign_error("incremental assign failed", rd_kafka_incremental_assign(rk, parts),
-                             0);
+            log_assign_error("incremental assign failed",
+                             rd_kafka_incremental_assign(rk, parts), 0);
         else
             log_assign_error("assign failed", NULL, rd_kafka_assign(rk, parts));
         /* A partition paused before a revoke comes back running. */
@@ -385,16 +389,13 @@ static int consumer_conf(rd_kafka_conf_t **conf, ev_consumer *c, const char *bro
                          const char *group, ev_error *err)
 {
     static const prop defaults[] = {
-        {"enable.auto.commit", "true"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
-        {"partition.assignment.strategy", "range"},
-        {"allow.auto.create.topics", "true"},
-        {"session.timeout.ms", "10000"},
+        {"enable.auto.commit", "true"},       {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},    {"partition.assignment.strategy", "range"},
+        {"allow.auto.create.topics", "true"}, {"session.timeout.ms", "10000"},
         {"enable.partition.eof", "false"},
     };
-    int rc = conf_build(conf, brokers, NULL, defaults, sizeof(defaults) / sizeof(defaults[0]),
-                        err);
+    int rc = conf_build(conf, brokers, NULL, defaults,
+                        sizeof(defaults) / sizeof(defaults[0]), err);
     if (rc != 0)
         return rc;
     rc = conf_set(*conf, "group.id", group, NULL, err);
@@ -465,7 +466,8 @@ fail:
 static int consumer_event(ev_consumer *c, rd_kafka_message_t *m, ev_error *err)
 {
     rd_kafka_resp_err_t e = m->err;
-    ev_log_where w = {m->rkt ? rd_kafka_topic_name(m->rkt) : NULL, m->partition, -1, NULL};
+    ev_log_where w = {m->rkt ? rd_kafka_topic_name(m->rkt) : NULL, m->partition, -1,
+                      NULL};
     if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return 0;
     if (e == RD_KAFKA_RESP_ERR__FATAL) {
@@ -474,8 +476,8 @@ static int consumer_event(ev_consumer *c, rd_kafka_message_t *m, ev_error *err)
         return ev_error_set(err, EV_EBUS, "consumer fatal error: %s", reason);
     }
     char q[256];
-    ev_log_at(EV_LOG_WARN, &w, "consumer error", "code=%s reason=%s", rd_kafka_err2name(e),
-              ev_log_quote(q, sizeof(q), rd_kafka_err2str(e)));
+    ev_log_at(EV_LOG_WARN, &w, "consumer error", "code=%s reason=%s",
+              rd_kafka_err2name(e), ev_log_quote(q, sizeof(q), rd_kafka_err2str(e)));
     return 0;
 }
 
@@ -523,7 +525,8 @@ static int one_partition_op(ev_consumer *c, const char *topic, int32_t partition
         }
     } else {
         what = op == 2 ? "pause" : "resume";
-        e = op == 2 ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+        e = op == 2 ? rd_kafka_pause_partitions(c->rk, l)
+                    : rd_kafka_resume_partitions(c->rk, l);
     }
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
         e = l->elems[0].err;
@@ -534,14 +537,14 @@ static int one_partition_op(ev_consumer *c, const char *topic, int32_t partition
     return 0;
 }
 
-int ev_consumer_store(ev_consumer *c, const char *topic, int32_t partition,
-                      int64_t next, ev_error *err)
+int ev_consumer_store(ev_consumer *c, const char *topic, int32_t partition, int64_t next,
+                      ev_error *err)
 {
     return one_partition_op(c, topic, partition, next, 0, err);
 }
 
-int ev_consumer_seek(ev_consumer *c, const char *topic, int32_t partition,
-                     int64_t offset, ev_error *err)
+int ev_consumer_seek(ev_consumer *c, const char *topic, int32_t partition, int64_t offset,
+                     ev_error *err)
 {
     return one_partition_op(c, topic, partition,
                             offset < 0 ? RD_KAFKA_OFFSET_BEGINNING : offset, 1, err);

@@ -77,11 +77,11 @@ int ev_consumer_new(ev_consumer **out, const char *brokers, const char *group,
 int ev_consumer_poll(ev_consumer *c, rd_kafka_message_t **msgs, size_t cap,
                      int timeout_ms, size_t *n, ev_error *err);
 /* Marks next offsets for Kafka's commit (after the DB commit). */
-int ev_consumer_store(ev_consumer *c, const char *topic, int32_t partition,
-                      int64_t next, ev_error *err);
+int ev_consumer_store(ev_consumer *c, const char *topic, int32_t partition, int64_t next,
+                      ev_error *err);
 /* Moves a partition's position (e.g. to re-read a record to retry). */
-int ev_consumer_seek(ev_consumer *c, const char *topic, int32_t partition,
-                     int64_t offset, ev_error *err);
+int ev_consumer_seek(ev_consumer *c, const char *topic, int32_t partition, int64_t offset,
+                     ev_error *err);
 /* Stops (pause true) or restarts fetching a partition; a retry backoff. */
 int ev_consumer_pause(ev_consumer *c, const char *topic, int32_t partition, bool pause,
                       ev_error *err);

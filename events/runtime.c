@@ -33,12 +33,12 @@
 typedef struct part_state {
     char *topic;
     int32_t partition;
-    int64_t next;        /* next offset to apply; -1 unknown */
-    bool dirty;          /* next changed in this batch */
-    bool hold;           /* a retry stopped this partition for the rest of the batch */
+    int64_t next;         /* next offset to apply; -1 unknown */
+    bool dirty;           /* next changed in this batch */
+    bool hold;            /* a retry stopped this partition for the rest of the batch */
     int64_t retry_offset; /* record being retried; -1 none */
     int attempts;
-    int64_t resume_at;   /* monotonic ms when a paused partition restarts; 0 = running */
+    int64_t resume_at; /* monotonic ms when a paused partition restarts; 0 = running */
 } part_state;
 
 typedef struct ev_runtime {
@@ -56,14 +56,14 @@ typedef struct ev_runtime {
     char **topics; /* consumed, prefixed, NULL-terminated */
     part_state *parts;
     size_t n_parts, cap_parts;
-    int64_t relay_hwm;     /* last outbox id handed to the producer */
-    int64_t resend_from;   /* lowest id whose delivery failed; INT64_MAX none */
-    bool relay_pending;    /* outbox may hold rows not yet sent */
-    int64_t *done;         /* delivered ids waiting for deletion */
+    int64_t relay_hwm;   /* last outbox id handed to the producer */
+    int64_t resend_from; /* lowest id whose delivery failed; INT64_MAX none */
+    bool relay_pending;  /* outbox may hold rows not yet sent */
+    int64_t *done;       /* delivered ids waiting for deletion */
     size_t n_done, cap_done;
     int64_t next_timer_due;
     int64_t last_prune, last_summary, last_housekeep; /* monotonic ms */
-    int fatal;             /* a delivery callback hit a condition needing exit */
+    int fatal; /* a delivery callback hit a condition needing exit */
     ev_runtime_stats st;
     ev_metrics *metrics; /* per-type counters and histograms for /metrics */
     ev_http *http;       /* /healthz and /metrics; NULL when off */
@@ -71,11 +71,11 @@ typedef struct ev_runtime {
 
 struct ev_ctx {
     ev_runtime *rt;
-    const ev_envelope *cause;      /* NULL in def->start */
-    const char *emit_causation;    /* overrides causationid of emitted events */
-    const char *timer_causation;   /* causationid of timers armed here */
+    const ev_envelope *cause;    /* NULL in def->start */
+    const char *emit_causation;  /* overrides causationid of emitted events */
+    const char *timer_causation; /* causationid of timers armed here */
     unsigned n_emits;
-    int failed;                    /* first ev_emit/ev_timer error, sticky */
+    int failed; /* first ev_emit/ev_timer error, sticky */
     ev_error fail_err;
     int64_t now_ms;
 };
@@ -182,7 +182,8 @@ static void dlq_copy_headers(json_t *obj, const rd_kafka_message_t *m)
                        RD_KAFKA_RESP_ERR_NO_ERROR;
          i++) {
         json_t *s = json_stringn(val ? val : "", val ? size : 0);
-        if (s != NULL && memchr(json_string_value(s), '\0', json_string_length(s)) == NULL)
+        if (s != NULL &&
+            memchr(json_string_value(s), '\0', json_string_length(s)) == NULL)
             json_object_set_new(obj, name, s);
         else
             json_decref(s);
@@ -203,7 +204,8 @@ static int dlq_write(ev_runtime *rt, const char *key, const void *value, size_t 
     char *hj = json_dumps(headers, JSON_COMPACT);
     if (hj == NULL)
         return ev_error_set(err, EV_ENOMEM, "dlq headers: out of memory");
-    int rc = ev_store_outbox_add(rt->store, rt->dlq_topic, key, value, len, hj, NULL, err);
+    int rc =
+        ev_store_outbox_add(rt->store, rt->dlq_topic, key, value, len, hj, NULL, err);
     free(hj);
     if (rc == 0) {
         rt->st.dead_lettered++;
@@ -278,7 +280,8 @@ static int emit_checked(ev_ctx *ctx, const char *type, json_t *data, ev_error *e
     char subject[EV_SUBJECT_MAX];
     int rc;
     if (ctx->cause == NULL)
-        rc = ev_error_set(err, EV_EINVAL, "emit %s: no event or timer being handled", type);
+        rc = ev_error_set(err, EV_EINVAL, "emit %s: no event or timer being handled",
+                          type);
     else if (r == NULL)
         rc = ev_error_set(err, EV_EUNKNOWN, "emit %s: type not in the contract", type);
     else
@@ -307,7 +310,8 @@ static int emit_checked(ev_ctx *ctx, const char *type, json_t *data, ev_error *e
     if (rc == 0)
         rc = ev_config_topic(rt->cfg, r->topic, topic, sizeof(topic), err);
     if (rc == 0)
-        rc = ev_store_outbox_add(rt->store, topic, subject, buf, len, CE_HEADERS, NULL, err);
+        rc = ev_store_outbox_add(rt->store, topic, subject, buf, len, CE_HEADERS, NULL,
+                                 err);
     if (rc == 0) {
         ctx->n_emits++;
         rt->st.emitted++;
@@ -346,11 +350,12 @@ int ev_timer_arm(ev_ctx *ctx, const char *key, const char *kind, int64_t delay_m
     int nk = snprintf(t.key, sizeof(t.key), "%s", key);
     int nd = snprintf(t.kind, sizeof(t.kind), "%s", kind);
     if (nk < 0 || (size_t)nk >= sizeof(t.key) || nd < 0 || (size_t)nd >= sizeof(t.kind))
-        return ev_error_set(err, EV_EINVAL, "timer %s/%s: key or kind too long", key, kind);
+        return ev_error_set(err, EV_EINVAL, "timer %s/%s: key or kind too long", key,
+                            kind);
     t.due_at = ctx->now_ms + (delay_ms < 0 ? 0 : delay_ms);
     if (ctx->cause != NULL) {
-        const char *corr = ctx->cause->correlationid[0] ? ctx->cause->correlationid
-                                                        : ctx->cause->id;
+        const char *corr =
+            ctx->cause->correlationid[0] ? ctx->cause->correlationid : ctx->cause->id;
         snprintf(t.correlationid, sizeof(t.correlationid), "%s", corr);
         snprintf(t.causationid, sizeof(t.causationid), "%s",
                  ctx->timer_causation ? ctx->timer_causation : ctx->cause->id);
@@ -563,8 +568,8 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t n
         if (rc != 0)
             return rc;
         ev_metrics_count_record(rt->metrics,
-                                res == REC_RETRY ? EV_MC_RETRIED : EV_MC_DEAD_LETTERED, val,
-                                m->len);
+                                res == REC_RETRY ? EV_MC_RETRIED : EV_MC_DEAD_LETTERED,
+                                val, m->len);
         if (res == REC_RETRY) {
             int r = retry_or_dlq(rt, p, m, code, &why, err);
             if (r < 0)
@@ -621,8 +626,11 @@ static int fire_timer(ev_runtime *rt, const ev_timer *t, int64_t now, ev_error *
         rc = ev_store_timer_delete(rt->store, t->key, t->kind, err);
     if (rc != 0)
         return rc;
-    ev_ctx ctx = {.rt = rt, .cause = &syn, .now_ms = now,
-                  .emit_causation = t->causationid, .timer_causation = t->causationid};
+    ev_ctx ctx = {.rt = rt,
+                  .cause = &syn,
+                  .now_ms = now,
+                  .emit_causation = t->causationid,
+                  .timer_causation = t->causationid};
     ev_error why = {0};
     int code = rt->def->on_timer ? rt->def->on_timer(&ctx, t, &why) : 0;
     if (code == 0 && ctx.failed != 0) {
@@ -704,7 +712,8 @@ static void after_commit(ev_runtime *rt, size_t n_deleted)
         }
     }
     if (n_deleted > 0) {
-        memmove(rt->done, rt->done + n_deleted, (rt->n_done - n_deleted) * sizeof(*rt->done));
+        memmove(rt->done, rt->done + n_deleted,
+                (rt->n_done - n_deleted) * sizeof(*rt->done));
         rt->n_done -= n_deleted;
     }
 }
@@ -770,8 +779,9 @@ static void on_delivery(void *arg, void *opaque, int err, const char *errstr,
             rt->resend_from = id;
         ev_log_where w = {topic, partition, -1, NULL};
         char q[200];
-        ev_log_at(EV_LOG_WARN, &w, "delivery failed, will resend", "outbox_id=%" PRId64
-                  " error=%s", id, ev_log_quote(q, sizeof(q), errstr));
+        ev_log_at(EV_LOG_WARN, &w, "delivery failed, will resend",
+                  "outbox_id=%" PRId64 " error=%s", id,
+                  ev_log_quote(q, sizeof(q), errstr));
         return;
     }
     (void)offset;
@@ -852,8 +862,8 @@ static void relay(ev_runtime *rt)
         return;
     relay_walk w = {.rt = rt};
     ev_error e = {0};
-    int rc = ev_store_outbox_each(rt->store, rt->relay_hwm + 1, RELAY_CHUNK, relay_row, &w,
-                                  &e);
+    int rc = ev_store_outbox_each(rt->store, rt->relay_hwm + 1, RELAY_CHUNK, relay_row,
+                                  &w, &e);
     if (rc == 0 && w.rows < RELAY_CHUNK)
         rt->relay_pending = false;
     if (rc != 0 && rc != EV_ERETRY) {
@@ -879,8 +889,8 @@ static int producer_check(ev_runtime *rt, ev_error *err)
     rt->relay_hwm = 0;
     rt->resend_from = INT64_MAX;
     rt->relay_pending = true;
-    int rc = ev_producer_new(&rt->prod, rt->cfg->brokers, rt->def->name, on_delivery, rt,
-                             err);
+    int rc =
+        ev_producer_new(&rt->prod, rt->cfg->brokers, rt->def->name, on_delivery, rt, err);
     if (rc == 0)
         ev_producer_set_block(rt->prod, 100);
     return rc;
@@ -900,10 +910,11 @@ static int topics_build(ev_runtime *rt, ev_error *err)
     for (const ev_handler *h = rt->def->handlers; h && h->type; h++) {
         const ev_event_route *r = ev_contract_route(rt->contract, h->type);
         if (r == NULL)
-            return ev_error_set(err, EV_EUNKNOWN, "handled type %s is not in the contract",
-                                h->type);
+            return ev_error_set(err, EV_EUNKNOWN,
+                                "handled type %s is not in the contract", h->type);
         if (!ev_schema_has_type(rt->schemas, h->type))
-            return ev_error_set(err, EV_EUNKNOWN, "no schema for handled type %s", h->type);
+            return ev_error_set(err, EV_EUNKNOWN, "no schema for handled type %s",
+                                h->type);
         char t[TOPIC_MAX];
         int rc = ev_config_topic(rt->cfg, r->topic, t, sizeof(t), err);
         if (rc != 0)
@@ -925,8 +936,8 @@ static int check_emits(ev_runtime *rt, ev_error *err)
     for (size_t i = 0; rt->def->emits != NULL && rt->def->emits[i] != NULL; i++) {
         const char *t = rt->def->emits[i];
         if (ev_contract_route(rt->contract, t) == NULL)
-            return ev_error_set(err, EV_EUNKNOWN, "emitted type %s is not in the contract",
-                                t);
+            return ev_error_set(err, EV_EUNKNOWN,
+                                "emitted type %s is not in the contract", t);
         if (!ev_schema_has_type(rt->schemas, t))
             return ev_error_set(err, EV_EUNKNOWN, "no schema for emitted type %s", t);
     }
@@ -1009,7 +1020,8 @@ static int rt_open(ev_runtime *rt, ev_error *err)
     if (rc == 0)
         rc = ev_store_timers_next(rt->store, &rt->next_timer_due, err);
     if (rc == 0)
-        rc = ev_producer_new(&rt->prod, cfg->brokers, rt->def->name, on_delivery, rt, err);
+        rc =
+            ev_producer_new(&rt->prod, cfg->brokers, rt->def->name, on_delivery, rt, err);
     if (rc != 0)
         return rc;
     ev_producer_set_block(rt->prod, 100);
@@ -1066,7 +1078,8 @@ static void resume_due(ev_runtime *rt, int64_t mono)
         p->resume_at = 0;
         int64_t at = p->retry_offset >= 0 ? p->retry_offset : p->next;
         ev_error e = {0};
-        if ((at >= 0 && ev_consumer_seek(rt->cons, p->topic, p->partition, at, &e) != 0) ||
+        if ((at >= 0 &&
+             ev_consumer_seek(rt->cons, p->topic, p->partition, at, &e) != 0) ||
             ev_consumer_pause(rt->cons, p->topic, p->partition, false, &e) != 0) {
             ev_log_where w = {p->topic, p->partition, at, NULL};
             ev_log_at(EV_LOG_WARN, &w, "retry resume failed", "error=%s", e.text);
@@ -1096,10 +1109,10 @@ static void log_summary(ev_runtime *rt)
 {
     const ev_runtime_stats *s = &rt->st;
     ev_log(EV_LOG_INFO, "summary",
-           "consumed=%" PRIu64 " applied=%" PRIu64 " produced=%" PRIu64 " deduped=%" PRIu64
-           " dead_lettered=%" PRIu64 " skipped=%" PRIu64 " retried=%" PRIu64
-           " timers_fired=%" PRIu64 " batches=%" PRIu64 " outbox_backlog=%" PRId64
-           " timers_pending=%" PRId64 " assigned=%d",
+           "consumed=%" PRIu64 " applied=%" PRIu64 " produced=%" PRIu64
+           " deduped=%" PRIu64 " dead_lettered=%" PRIu64 " skipped=%" PRIu64
+           " retried=%" PRIu64 " timers_fired=%" PRIu64 " batches=%" PRIu64
+           " outbox_backlog=%" PRId64 " timers_pending=%" PRId64 " assigned=%d",
            s->consumed, s->applied, s->produced, s->deduped, s->dead_lettered, s->skipped,
            s->retried, s->timers_fired, s->batches, s->outbox_backlog, s->timers_pending,
            s->assigned);
@@ -1130,8 +1143,8 @@ static void housekeep(ev_runtime *rt, bool force)
     }
 }
 
-static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs,
-                   volatile sig_atomic_t *stop, ev_error *err)
+static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs, volatile sig_atomic_t *stop,
+                   ev_error *err)
 {
     size_t cap = (size_t)rt->cfg->batch_size;
     int rc = 0;
@@ -1172,7 +1185,8 @@ static int rt_shutdown(ev_runtime *rt, ev_error *err)
     }
     int pending = ev_producer_outq_len(rt->prod);
     if (pending > 0 || rt->relay_pending)
-        ev_log(EV_LOG_WARN, "stopping with undelivered outbox rows, kept for the next start",
+        ev_log(EV_LOG_WARN,
+               "stopping with undelivered outbox rows, kept for the next start",
                "in_flight=%d", pending);
     int rc = 0;
     if (rt->n_done > 0)

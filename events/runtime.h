@@ -40,8 +40,8 @@ typedef struct ev_service_def {
     const char *const *emits;       /* emitted types, NULL-terminated */
     const ev_migration *migrations; /* the service's own tables */
     size_t n_migrations;
-    ev_timer_fn on_timer;           /* may be NULL */
-    ev_dump_fn dump;                /* may be NULL */
+    ev_timer_fn on_timer; /* may be NULL */
+    ev_dump_fn dump;      /* may be NULL */
     /* Called once after the store is open, before the loop (may be NULL). */
     int (*start)(ev_ctx *ctx, ev_error *err);
 } ev_service_def;
@@ -62,23 +62,23 @@ int ev_service_main(const ev_service_def *def, int argc, char **argv);
 /* Totals since the process started, published by the loop about once a second
  * and after each stop (the loop runs in one thread; readers may be others). */
 typedef struct ev_runtime_stats {
-    uint64_t consumed;       /* records read from subscribed topics (not re-reads) */
-    uint64_t applied;        /* handled and committed */
-    uint64_t produced;       /* outbox records delivered (events and dead letters) */
-    uint64_t emitted;        /* events written to the outbox by handlers */
-    uint64_t deduped;        /* skipped: id already in the inbox */
-    uint64_t dead_lettered;  /* written to dlq.<service> */
-    uint64_t skipped;        /* unknown type on a subscribed topic */
-    uint64_t retried;        /* EV_ERETRY from a handler or timer */
+    uint64_t consumed;      /* records read from subscribed topics (not re-reads) */
+    uint64_t applied;       /* handled and committed */
+    uint64_t produced;      /* outbox records delivered (events and dead letters) */
+    uint64_t emitted;       /* events written to the outbox by handlers */
+    uint64_t deduped;       /* skipped: id already in the inbox */
+    uint64_t dead_lettered; /* written to dlq.<service> */
+    uint64_t skipped;       /* unknown type on a subscribed topic */
+    uint64_t retried;       /* EV_ERETRY from a handler or timer */
     uint64_t timers_fired;
-    uint64_t batches;        /* committed transactions */
+    uint64_t batches; /* committed transactions */
     uint64_t delivery_errors;
-    int64_t last_commit_ms;  /* wall clock of the last commit; 0 = none yet */
-    int64_t last_batch_us;   /* duration of the last batch, begin..commit */
-    int64_t outbox_backlog;  /* outbox rows not yet deleted (delivered or not) */
-    int64_t timers_pending;  /* armed timers */
-    int assigned;            /* partitions assigned */
-    int running;             /* 1 from start until the loop has stopped */
+    int64_t last_commit_ms; /* wall clock of the last commit; 0 = none yet */
+    int64_t last_batch_us;  /* duration of the last batch, begin..commit */
+    int64_t outbox_backlog; /* outbox rows not yet deleted (delivered or not) */
+    int64_t timers_pending; /* armed timers */
+    int assigned;           /* partitions assigned */
+    int running;            /* 1 from start until the loop has stopped */
 } ev_runtime_stats;
 
 /* A consistent copy of the latest counters; thread-safe. */
@@ -98,10 +98,10 @@ int ev_timer_arm(ev_ctx *ctx, const char *key, const char *kind, int64_t delay_m
                  ev_error *err);
 int ev_timer_disarm(ev_ctx *ctx, const char *key, const char *kind, ev_error *err);
 
-ev_store *ev_ctx_store(ev_ctx *ctx);            /* borrowed */
-const ev_config *ev_ctx_config(ev_ctx *ctx);    /* borrowed */
+ev_store *ev_ctx_store(ev_ctx *ctx);         /* borrowed */
+const ev_config *ev_ctx_config(ev_ctx *ctx); /* borrowed */
 const char *ev_ctx_service(ev_ctx *ctx);
-int64_t ev_ctx_now_ms(ev_ctx *ctx);             /* wall clock of this batch */
+int64_t ev_ctx_now_ms(ev_ctx *ctx); /* wall clock of this batch */
 /* A cached prepared statement on the service DB (ev_store_stmt). */
 sqlite3_stmt *ev_ctx_stmt(ev_ctx *ctx, const char *sql, ev_error *err);
 

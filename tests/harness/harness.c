@@ -328,8 +328,8 @@ harness_producer *harness_producer_new(const char *brokers)
     if (hp == NULL)
         return NULL;
     ev_error err = {0};
-    if (ev_producer_new(&hp->p, brokers ? brokers : harness_brokers(), "harness", on_dr, hp,
-                        &err) != 0) {
+    if (ev_producer_new(&hp->p, brokers ? brokers : harness_brokers(), "harness", on_dr,
+                        hp, &err) != 0) {
         fprintf(stderr, "harness: producer: %s\n", err.text);
         free(hp);
         return NULL;
@@ -367,7 +367,8 @@ void harness_producer_free(harness_producer *p)
     free(p);
 }
 
-char *harness_envelope(const char *type, const char *id, const char *subject, json_t *data)
+char *harness_envelope(const char *type, const char *id, const char *subject,
+                       json_t *data)
 {
     ev_envelope e;
     ev_error err = {0};
@@ -421,23 +422,26 @@ int harness_create_topic(const char *topic, int partitions, int timeout_ms)
     rd_kafka_t *rk = ev_producer_handle(hp->p);
     char errstr[256];
     int rc = -1;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, errstr,
-                                                    sizeof(errstr));
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, 1, errstr, sizeof(errstr));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_t *o =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(o, timeout_ms, errstr, sizeof(errstr));
     rd_kafka_CreateTopics(rk, &nt, 1, o, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
-    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev)
-                                                   : NULL;
+    const rd_kafka_CreateTopics_result_t *res =
+        ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
     if (res != NULL) {
         size_t cnt = 0;
-        const rd_kafka_topic_result_t **t = rd_kafka_CreateTopics_result_topics(res, &cnt);
-        rd_kafka_resp_err_t e = cnt == 1 ? rd_kafka_topic_result_error(t[0])
-                                         : rd_kafka_event_error(ev);
-        rc = e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
-                 ? 0
-                 : -1;
+        const rd_kafka_topic_result_t **t =
+            rd_kafka_CreateTopics_result_topics(res, &cnt);
+        rd_kafka_resp_err_t e =
+            cnt == 1 ? rd_kafka_topic_result_error(t[0]) : rd_kafka_event_error(ev);
+        rc =
+            e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
+                ? 0
+                : -1;
         if (rc != 0)
             fprintf(stderr, "harness: create topic %s: %s\n", topic, rd_kafka_err2str(e));
     }
@@ -475,8 +479,8 @@ static json_t *message_headers(const rd_kafka_message_t *m)
     const char *name;
     const void *val;
     size_t size;
-    for (size_t i = 0;
-         rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
          i++) {
         json_t *s = json_stringn(val ? val : "", val ? size : 0);
         if (s != NULL)
@@ -523,7 +527,8 @@ static rd_kafka_t *reader_new(void)
     ev_error err = {0};
     if (rd_kafka_conf_set(conf, "bootstrap.servers", harness_brokers(), errstr,
                           sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) !=
             RD_KAFKA_CONF_OK ||
         ev_bus_conf_env(conf, &err) != 0) {
@@ -562,7 +567,8 @@ static int assign_all(rd_kafka_t *rk, const char *topic, int parts)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
     for (int i = 0; i < parts; i++)
-        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
@@ -658,17 +664,19 @@ const harness_record *harness_find(const harness_records *r, const char *attr,
 
 /* ---- a broker of one's own ---- */
 
-static int broker_cmd(const char *cmd, int port, const char *data_dir, const char *log_path)
+static int broker_cmd(const char *cmd, int port, const char *data_dir,
+                      const char *log_path)
 {
     char script[PATH_MAX], portbuf[16];
     harness_source_path(script, sizeof(script), "broker/choreo-broker");
     snprintf(portbuf, sizeof(portbuf), "%d", port);
-    char *argv[] = {"/bin/sh", script, (char *)cmd, "--port", portbuf, "--data-dir",
-                    (char *)data_dir, "--timeout", "90", NULL};
+    char *argv[] = {"/bin/sh",    script,           (char *)cmd, "--port", portbuf,
+                    "--data-dir", (char *)data_dir, "--timeout", "90",     NULL};
     char *env[] = {"CHOREO_BROKERS", NULL};
     int st = harness_run("/bin/sh", argv, env, 150000, log_path, NULL);
     if (st != 0)
-        fprintf(stderr, "harness: choreo-broker %s --port %d: status %d\n", cmd, port, st);
+        fprintf(stderr, "harness: choreo-broker %s --port %d: status %d\n", cmd, port,
+                st);
     return st == 0 ? 0 : -1;
 }
 

@@ -73,7 +73,8 @@ void harness_producer_free(harness_producer *p);
 
 /* A CloudEvents envelope as JSON text (malloc'd): id NULL = a new UUIDv4,
  * subject may be NULL; data is stolen. NULL on error. */
-char *harness_envelope(const char *type, const char *id, const char *subject, json_t *data);
+char *harness_envelope(const char *type, const char *id, const char *subject,
+                       json_t *data);
 /* One record, delivered before returning (10 s deadline); 0 or -1. */
 int harness_send_raw(const char *topic, const char *key, const void *value, size_t len,
                      const ev_header *headers, size_t n_headers);
@@ -91,8 +92,8 @@ typedef struct harness_record {
     char *topic;
     int32_t partition;
     int64_t offset;
-    char *key;      /* NULL when none */
-    char *value;    /* NUL-terminated copy; NULL for a null value */
+    char *key;   /* NULL when none */
+    char *value; /* NUL-terminated copy; NULL for a null value */
     size_t len;
     json_t *headers; /* object: name -> string (last one wins) */
     json_t *event;   /* the value parsed as JSON; NULL when it is not JSON */

@@ -70,7 +70,8 @@ static rd_kafka_message_t *poll_one(ev_consumer *c, int32_t partition)
     return NULL;
 }
 
-static const char *msg_header(rd_kafka_message_t *m, const char *name, char *buf, size_t cap)
+static const char *msg_header(rd_kafka_message_t *m, const char *name, char *buf,
+                              size_t cap)
 {
     rd_kafka_headers_t *h = NULL;
     const void *v = NULL;
@@ -93,9 +94,11 @@ START_TEST(round_trip_with_headers)
     dr_seen seen = {0};
     ev_producer *p = NULL;
     ev_error err = {0};
-    ck_assert_msg(ev_producer_new(&p, harness_brokers(), "check-bus", on_dr, &seen, &err) == 0,
-                  "%s", err.text);
-    ev_header h[] = {{"content-type", "application/cloudevents+json"}, {"x-trace", "abc"}};
+    ck_assert_msg(
+        ev_producer_new(&p, harness_brokers(), "check-bus", on_dr, &seen, &err) == 0,
+        "%s", err.text);
+    ev_header h[] = {{"content-type", "application/cloudevents+json"},
+                     {"x-trace", "abc"}};
     const char *value = "{\"hello\":\"world\"}";
     ck_assert_int_eq(ev_producer_send(p, topic, -1, "key-1", value, strlen(value), h, 2,
                                       (void *)&seen, &err),
@@ -110,9 +113,9 @@ START_TEST(round_trip_with_headers)
     start_req sr = {0, -1};
     const char *topics[] = {topic, NULL};
     ev_consumer *c = NULL;
-    ck_assert_msg(ev_consumer_new(&c, harness_brokers(), group, topics, on_start, &sr, &err) ==
-                      0,
-                  "%s", err.text);
+    ck_assert_msg(
+        ev_consumer_new(&c, harness_brokers(), group, topics, on_start, &sr, &err) == 0,
+        "%s", err.text);
     rd_kafka_message_t *m = poll_one(c, -1);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(sr.calls, 3); /* one start question per assigned partition */
@@ -147,8 +150,8 @@ START_TEST(start_function_sets_position)
     for (int i = 0; i < 5; i++) {
         char v[16];
         snprintf(v, sizeof(v), "m%d", i);
-        ck_assert_int_eq(ev_producer_send(p, topic, 0, NULL, v, strlen(v), NULL, 0, NULL, &err),
-                         0);
+        ck_assert_int_eq(
+            ev_producer_send(p, topic, 0, NULL, v, strlen(v), NULL, 0, NULL, &err), 0);
     }
     ck_assert_int_eq(ev_producer_flush(p, WAIT_MS, &err), 0);
     ck_assert_int_eq(seen.ok, 5);
@@ -156,8 +159,8 @@ START_TEST(start_function_sets_position)
     start_req sr = {0, 3};
     const char *topics[] = {topic, NULL};
     ev_consumer *c = NULL;
-    ck_assert_int_eq(ev_consumer_new(&c, harness_brokers(), group, topics, on_start, &sr, &err),
-                     0);
+    ck_assert_int_eq(
+        ev_consumer_new(&c, harness_brokers(), group, topics, on_start, &sr, &err), 0);
     rd_kafka_message_t *m = poll_one(c, 0);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(m->offset, 3); /* where the start function said, not 0 */
@@ -195,7 +198,8 @@ START_TEST(env_property_applied)
 
     /* The environment wins over the program's own client id. */
     ev_producer *p = NULL;
-    ck_assert_int_eq(ev_producer_new(&p, harness_brokers(), "own-id", NULL, NULL, &err), 0);
+    ck_assert_int_eq(ev_producer_new(&p, harness_brokers(), "own-id", NULL, NULL, &err),
+                     0);
     ck_assert(strstr(rd_kafka_name(ev_producer_handle(p)), "choreo-env-client") != NULL);
     ev_producer_free(p);
     unsetenv("CHOREO_KAFKA_client_id");

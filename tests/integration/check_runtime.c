@@ -27,12 +27,12 @@ typedef struct svc {
 } svc;
 
 /* Fails the test with the service's log on stderr. */
-#define SVC_ASSERT(s, cond, ...)                                                            \
-    do {                                                                                    \
-        bool ok_ = (cond);                                                                  \
-        if (!ok_)                                                                           \
-            harness_dump_log((s)->log, 6000);                                               \
-        ck_assert_msg(ok_, __VA_ARGS__);                                                    \
+#define SVC_ASSERT(s, cond, ...)                                                         \
+    do {                                                                                 \
+        bool ok_ = (cond);                                                               \
+        if (!ok_)                                                                        \
+            harness_dump_log((s)->log, 6000);                                            \
+        ck_assert_msg(ok_, __VA_ARGS__);                                                 \
     } while (0)
 
 static void svc_env(svc *s, const char *kv)
@@ -149,7 +149,8 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Distinct causation ids among records of type; fills sorted ids when given. */
-static size_t distinct_causes(const harness_records *r, const char *type, const char **ids)
+static size_t distinct_causes(const harness_records *r, const char *type,
+                              const char **ids)
 {
     const char **v = malloc((r->n + 1) * sizeof(*v));
     size_t n = 0, d = 0;
@@ -240,8 +241,9 @@ START_TEST(bad_records_dead_lettered_and_next_processed)
     char pad[10001];
     memset(pad, 'p', sizeof(pad) - 1);
     pad[sizeof(pad) - 1] = '\0';
-    char *big = harness_envelope("test.add", "bad-big", "k",
-                                 json_pack("{s:s,s:i,s:s}", "key", "k", "n", 1, "pad", pad));
+    char *big =
+        harness_envelope("test.add", "bad-big", "k",
+                         json_pack("{s:s,s:i,s:s}", "key", "k", "n", 1, "pad", pad));
     char *neg = harness_envelope("test.add", "bad-handler", "k",
                                  json_pack("{s:s,s:i}", "key", "k", "n", -1));
     char *emit = harness_envelope("test.add", "bad-emit", "k",
@@ -268,7 +270,8 @@ START_TEST(bad_records_dead_lettered_and_next_processed)
     for (size_t i = 0; i < n_cases; i++) {
         const harness_record *r = &dlq.v[i];
         const char *err = harness_header(r, "error");
-        ck_assert_msg(err != NULL && strncmp(err, cases[i].error, strlen(cases[i].error)) == 0,
+        ck_assert_msg(err != NULL &&
+                          strncmp(err, cases[i].error, strlen(cases[i].error)) == 0,
                       "case %zu: error header %s, want %s", i, err ? err : "(none)",
                       cases[i].error);
         ck_assert_str_eq(harness_header(r, "original.topic"), s.in);
@@ -339,11 +342,13 @@ START_TEST(retryable_error_retried_then_applied_once)
 
     causes c = {"test.added", 2, "retry-2"};
     harness_records out;
-    SVC_ASSERT(&s, harness_read(s.out, have_causes, &c, WAIT_MS, &out) == 0, "not applied");
+    SVC_ASSERT(&s, harness_read(s.out, have_causes, &c, WAIT_MS, &out) == 0,
+               "not applied");
     ck_assert_uint_eq(count_attr(&out, "causationid", "retry-1"), 1);
     /* Order kept: retry-1 (total 7) before retry-2 (total 8). */
     const harness_record *r2 = harness_find(&out, "causationid", "retry-2");
-    ck_assert_int_eq(json_integer_value(json_object_get(harness_event_data(r2), "total")), 8);
+    ck_assert_int_eq(json_integer_value(json_object_get(harness_event_data(r2), "total")),
+                     8);
     harness_records_free(&out);
     json_t *d = wait_dump(&s, 8, 2, WAIT_MS);
     SVC_ASSERT(&s, d != NULL && dump_counter(d, "kr", "adds") == 2, "applied once each");
@@ -394,7 +399,8 @@ START_TEST(timer_fires_with_causation_of_arming_event)
     const harness_record *r = harness_find(&out, "type", "test.reminded");
     ck_assert_str_eq(harness_event_str(r, "causationid"), "arm-1");
     ck_assert_str_eq(harness_event_str(r, "correlationid"), "arm-1");
-    ck_assert_int_eq(json_integer_value(json_object_get(harness_event_data(r), "total")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(harness_event_data(r), "total")),
+                     3);
     ck_assert_uint_eq(harness_count_type(&out, "test.reminded"), 1);
     harness_records_free(&out);
     svc_done(&s);

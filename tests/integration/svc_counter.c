@@ -46,11 +46,12 @@ static void pause_ms(long ms)
 static int add_to(ev_ctx *ctx, const char *key, json_int_t n, json_int_t *total,
                   ev_error *err)
 {
-    sqlite3_stmt *st = ev_ctx_stmt(ctx,
-                                   "INSERT INTO counters(key, total, adds) VALUES(?, ?, 1)"
-                                   " ON CONFLICT(key) DO UPDATE SET total = total + "
-                                   "excluded.total, adds = adds + 1 RETURNING total",
-                                   err);
+    sqlite3_stmt *st =
+        ev_ctx_stmt(ctx,
+                    "INSERT INTO counters(key, total, adds) VALUES(?, ?, 1)"
+                    " ON CONFLICT(key) DO UPDATE SET total = total + "
+                    "excluded.total, adds = adds + 1 RETURNING total",
+                    err);
     if (st == NULL)
         return err->code ? err->code : EV_ESTORE;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
@@ -105,8 +106,8 @@ static int on_add(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     if (rc != 0)
         return rc;
     if (strcmp(key, "bad-emit") == 0)
-        return ev_emit(ctx, "test.added", json_pack("{s:s,s:s}", "key", key, "total", "x"),
-                       err);
+        return ev_emit(ctx, "test.added",
+                       json_pack("{s:s,s:s}", "key", key, "total", "x"), err);
     json_int_t total = 0;
     rc = add_to(ctx, key, n, &total, err);
     if (rc == 0)
@@ -126,14 +127,14 @@ static int on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
     int rc = get_total(ctx, t->key, &total, err);
     if (rc != 0)
         return rc;
-    return ev_emit(ctx, "test.reminded", json_pack("{s:s,s:I}", "key", t->key, "total", total),
-                   err);
+    return ev_emit(ctx, "test.reminded",
+                   json_pack("{s:s,s:I}", "key", t->key, "total", total), err);
 }
 
 static int dump(ev_store *s, json_t **out, ev_error *err)
 {
-    sqlite3_stmt *st = ev_store_stmt(s, "SELECT key, total, adds FROM counters ORDER BY key",
-                                     err);
+    sqlite3_stmt *st =
+        ev_store_stmt(s, "SELECT key, total, adds FROM counters ORDER BY key", err);
     if (st == NULL)
         return err->code ? err->code : EV_ESTORE;
     json_t *counters = json_object();
