@@ -113,6 +113,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                                    : EV_LOG_DEBUG;
     if (lv < EV_LOG_INFO && strcmp(fac, "CONFWARN") == 0)
         lv = EV_LOG_INFO; /* CHOREO_KAFKA_* reach producer and consumer alike */
+    if (strcmp(fac, "FAIL") == 0)
+        lv = EV_LOG_DEBUG; /* the error callback reports these once */
     if (!ev_log_enabled(lv))
         return;
     char q[512];
@@ -394,7 +396,7 @@ static int consumer_conf(rd_kafka_conf_t **conf, ev_consumer *c, const char *bro
         {"allow.auto.create.topics", "true"}, {"session.timeout.ms", "10000"},
         {"enable.partition.eof", "false"},
     };
-    int rc = conf_build(conf, brokers, NULL, defaults,
+    int rc = conf_build(conf, brokers, group, defaults,
                         sizeof(defaults) / sizeof(defaults[0]), err);
     if (rc != 0)
         return rc;

@@ -496,9 +496,12 @@ START_TEST(broker_restart_loses_nothing)
 
     svc s;
     svc_init(&s);
-    svc_env(&s, "CHOREO_TEST_SLOW_MS=10");
+    /* Slow, small fetches: the outage hits both consuming and publishing. */
+    svc_env(&s, "CHOREO_TEST_SLOW_MS=25");
     svc_env(&s, "CHOREO_BATCH_SIZE=20");
-    const int n = 300;
+    svc_env(&s, "CHOREO_KAFKA_fetch_message_max_bytes=2000");
+    svc_env(&s, "CHOREO_KAFKA_queued_min_messages=10");
+    const int n = 400;
     json_int_t sum = send_many(&s, "bounce", n);
     svc_start(&s);
     harness_records out;
@@ -506,6 +509,11 @@ START_TEST(broker_restart_loses_nothing)
                "no progress before the broker stop");
     harness_records_free(&out);
     ck_assert_int_eq(harness_broker_stop(port, bdir, blog), 0);
+    json_t *mid = svc_dump(&s);
+    ck_assert_ptr_nonnull(mid);
+    fprintf(stderr, "broker stopped after %lld adds\n", (long long)dump_int(mid, "adds"));
+    ck_assert_int_lt(dump_int(mid, "adds"), n); /* the outage came mid-run */
+    json_decref(mid);
     ck_assert_int_eq(harness_broker_start(port, bdir, blog), 0);
 
     json_t *d = wait_dump(&s, sum, n, WAIT_MS * 2);
