@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: MIT */
+/* choreo load: placeholder while it is written. */
+#include "cli.h"
+
+int cli_load(cli_ctx *ctx, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return cli_fail(ctx, "not implemented yet");
+}
