@@ -240,6 +240,13 @@ static size_t window_slots(const watch *w)
     return (size_t)(k < 2 ? 2 : k > WIN_MAX ? WIN_MAX : k);
 }
 
+static int cmp_part(const void *a, const void *b)
+{
+    const wpart *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    return c != 0 ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
 static int take_sample(watch *w)
 {
     cli_group *gs = NULL;
@@ -262,6 +269,7 @@ static int take_sample(watch *w)
         g->members = members_json(&gs[i], g);
         collect_parts(w, g);
         sample_ends(w, g);
+        qsort(g->parts, g->n_parts, sizeof(*g->parts), cmp_part);
     }
     cli_groups_free(gs, n);
     w->t[w->n++] = ev_mono_ms();
@@ -410,12 +418,16 @@ static void print_group(const watch *w, const json_t *g)
     json_t *p;
     json_array_foreach(json_object_get(g, "partitions"), i, p)
     {
-        char tp[CLI_TOPIC_MAX + 16];
+        char tp[CLI_TOPIC_MAX + 16], committed[24];
+        json_int_t c = json_integer_value(json_object_get(p, "committed"));
+        if (c < 0 && json_integer_value(json_object_get(p, "end")) <= 0)
+            continue; /* empty and never read: noise */
+        snprintf(committed, sizeof(committed), "%lld", (long long)c);
         snprintf(tp, sizeof(tp), "%s/%d", json_string_value(json_object_get(p, "topic")),
                  (int)json_integer_value(json_object_get(p, "partition")));
         const char *owner = json_string_value(json_object_get(p, "owner"));
-        printf("    %-30s committed %7lld  end %7lld  lag %6lld  %s\n", tp,
-               (long long)json_integer_value(json_object_get(p, "committed")),
+        printf("    %-30s committed %7s  end %7lld  lag %6lld  %s\n", tp,
+               c < 0 ? "-" : committed,
                (long long)json_integer_value(json_object_get(p, "end")),
                (long long)json_integer_value(json_object_get(p, "lag")),
                owner ? owner : "(unassigned)");
@@ -500,23 +512,25 @@ static int run_live(watch *w)
     return CLI_OK;
 }
 
-/* --group G: G itself, or the group of service G. */
-static int resolve_group(watch *w, const char *name, char *out, size_t cap)
+static bool group_exists(watch *w, const char *id)
 {
     cli_group *gs = NULL;
     size_t n = 0;
-    snprintf(out, cap, "%s", name);
-    if (cli_groups_list(w->ctx, w->rk, out, NULL, &gs, &n) != CLI_OK)
-        return CLI_FAIL;
+    if (cli_groups_list(w->ctx, w->rk, id, NULL, &gs, &n) != CLI_OK)
+        return false;
     cli_groups_free(gs, n);
-    if (n == 1)
-        return CLI_OK;
+    return n == 1;
+}
+
+/* --group G: the group of service G under the prefix, or G itself. */
+static int resolve_group(watch *w, const char *name, char *out, size_t cap)
+{
     cli_service_group(w->ctx, name, out, cap);
-    if (strcmp(out, name) != 0 && cli_groups_list(w->ctx, w->rk, out, NULL, &gs, &n) == CLI_OK) {
-        cli_groups_free(gs, n);
-        if (n == 1)
-            return CLI_OK;
-    }
+    if (group_exists(w, out))
+        return CLI_OK;
+    snprintf(out, cap, "%s", name);
+    if (group_exists(w, out))
+        return CLI_OK;
     return cli_fail(w->ctx,
                     "no consumer group '%s' on %s; `choreo watch` lists the system's groups",
                     name, w->ctx->cfg.brokers);
