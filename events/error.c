@@ -29,9 +29,10 @@ void ev_error_clear(ev_error *err)
 }
 
 static const char *const names[] = {
-    "ok",     "invalid", "no_memory", "parse",   "too_big",  "too_deep",
-    "duplicate_key", "utf8", "attribute", "specversion", "schema", "unknown_type",
-    "io",     "store",   "bus",       "retry",   "timeout",  "not_found",
+    "ok",       "invalid",       "no_memory", "parse",     "too_big",
+    "too_deep", "duplicate_key", "utf8",      "attribute", "specversion",
+    "schema",   "unknown_type",  "io",        "store",     "bus",
+    "retry",    "timeout",       "not_found",
 };
 
 const char *ev_error_name(int code)

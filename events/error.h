@@ -8,22 +8,22 @@
 
 enum {
     EV_OK = 0,
-    EV_EINVAL = -1,   /* bad argument or usage */
-    EV_ENOMEM = -2,   /* allocation failed */
-    EV_EPARSE = -3,   /* malformed JSON */
-    EV_ETOOBIG = -4,  /* record larger than the limit */
-    EV_EDEPTH = -5,   /* nesting deeper than the limit */
-    EV_EDUPKEY = -6,  /* duplicate object key */
-    EV_EUTF8 = -7,    /* invalid UTF-8 */
-    EV_EATTR = -8,    /* envelope attribute missing or mistyped */
-    EV_ESPEC = -9,    /* specversion is not 1.0 */
-    EV_ESCHEMA = -10, /* data does not match its schema */
-    EV_EUNKNOWN = -11, /* unknown event type or schema */
-    EV_EIO = -12,     /* file system error */
-    EV_ESTORE = -13,  /* SQLite error */
-    EV_EBUS = -14,    /* Kafka error */
-    EV_ERETRY = -15,  /* transient failure: try again later */
-    EV_ETIMEOUT = -16, /* deadline passed */
+    EV_EINVAL = -1,     /* bad argument or usage */
+    EV_ENOMEM = -2,     /* allocation failed */
+    EV_EPARSE = -3,     /* malformed JSON */
+    EV_ETOOBIG = -4,    /* record larger than the limit */
+    EV_EDEPTH = -5,     /* nesting deeper than the limit */
+    EV_EDUPKEY = -6,    /* duplicate object key */
+    EV_EUTF8 = -7,      /* invalid UTF-8 */
+    EV_EATTR = -8,      /* envelope attribute missing or mistyped */
+    EV_ESPEC = -9,      /* specversion is not 1.0 */
+    EV_ESCHEMA = -10,   /* data does not match its schema */
+    EV_EUNKNOWN = -11,  /* unknown event type or schema */
+    EV_EIO = -12,       /* file system error */
+    EV_ESTORE = -13,    /* SQLite error */
+    EV_EBUS = -14,      /* Kafka error */
+    EV_ERETRY = -15,    /* transient failure: try again later */
+    EV_ETIMEOUT = -16,  /* deadline passed */
     EV_ENOTFOUND = -17, /* no such thing */
 };
 
