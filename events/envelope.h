@@ -5,6 +5,7 @@
 #define EV_ENVELOPE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,20 @@ typedef struct ev_envelope {
  * is zeroed and err->text names the offending attribute. */
 int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len, const ev_limits *lim,
                       ev_error *err);
+
+/* As ev_envelope_parse, with the same checks and errors, but out->data stays
+ * NULL: the data value is checked (syntax, UTF-8, depth, duplicate keys)
+ * without being built. For records that are only counted or skipped. */
+int ev_envelope_parse_head(ev_envelope *out, const void *buf, size_t len,
+                           const ev_limits *lim, ev_error *err);
+
+/* Reads the top-level "type" attribute of a structured-mode record without
+ * parsing the rest: scans top-level members only (a "type" inside data or
+ * inside a string is never taken) and stops at the first "type". false when
+ * it cannot say (not an object, escapes in a key or in the value, not a
+ * string, empty or over EV_TYPE_MAX - 1 bytes, malformed before it). true
+ * says nothing about the rest of the record: parse it before trusting it. */
+bool ev_envelope_peek_type(const void *buf, size_t len, char type[EV_TYPE_MAX]);
 
 /* A new event made by a person or the CLI: UUIDv4 id, time now, correlationid
  * = its own id, no causationid. data is stolen (even on error). */
