@@ -528,6 +528,37 @@ static int retry_or_dlq(ev_runtime *rt, part_state *p, const rd_kafka_message_t 
     return 0;
 }
 
+/* Per-type counter: label = the peeked type, NULL when the peek could not say. */
+static void count_rec(ev_runtime *rt, ev_metric_counter c, const char *label,
+                      const void *val, size_t len)
+{
+    if (label != NULL)
+        ev_metrics_count(rt->metrics, c, label, 1);
+    else
+        ev_metrics_count_record(rt->metrics, c, val, len);
+}
+
+/* Tolerant reader, fast: a record whose top-level type has no handler is
+ * checked without building its data and skipped (not in the inbox, offset
+ * advances). false when the full path must run (it also dead-letters a record
+ * that does not parse, with the same error as always). */
+static bool skip_fast(ev_runtime *rt, const rd_kafka_message_t *m, const char *type,
+                      const void *val, size_t len)
+{
+    if (type == NULL || handler_for(rt->def, type) != NULL)
+        return false;
+    ev_envelope ev;
+    ev_error why = {0};
+    if (ev_envelope_parse_head(&ev, val, len, &rt->limits, &why) != 0)
+        return false;
+    ev_log_where w = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, ev.id};
+    ev_log_at(EV_LOG_DEBUG, &w, "skipped unknown type", "type=%s", ev.type);
+    ev_envelope_clear(&ev);
+    rt->st.skipped++;
+    count_rec(rt, EV_MC_SKIPPED, type, val, len);
+    return true;
+}
+
 /* One record inside the batch transaction; nonzero only for fatal errors. */
 static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t now,
                           ev_error *err)
@@ -541,7 +572,17 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t n
         return 0; /* already applied (re-delivered across a rebalance) */
     rt->st.consumed++;
     const void *val = m->payload ? m->payload : "";
-    ev_metrics_count_record(rt->metrics, EV_MC_CONSUMED, val, m->len);
+    size_t len = m->payload ? m->len : 0;
+    char type[EV_TYPE_MAX];
+    const char *label = ev_envelope_peek_type(val, len, type) ? type : NULL;
+    count_rec(rt, EV_MC_CONSUMED, label, val, len);
+    if (skip_fast(rt, m, label, val, len)) {
+        if (p->retry_offset == m->offset)
+            p->retry_offset = -1;
+        p->next = m->offset + 1;
+        p->dirty = true;
+        return 0;
+    }
     int rc = ev_store_savepoint(rt->store, err);
     if (rc != 0)
         return rc;
@@ -560,16 +601,15 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t n
             [REC_SKIPPED] = EV_MC_SKIPPED,
             [REC_DEDUPED] = EV_MC_DEDUPED,
         };
-        ev_metrics_count_record(rt->metrics, mc[res], val, m->len);
+        count_rec(rt, mc[res], label, val, len);
         if (p->retry_offset == m->offset)
             p->retry_offset = -1;
     } else {
         rc = ev_store_rollback_to(rt->store, err);
         if (rc != 0)
             return rc;
-        ev_metrics_count_record(rt->metrics,
-                                res == REC_RETRY ? EV_MC_RETRIED : EV_MC_DEAD_LETTERED,
-                                val, m->len);
+        count_rec(rt, res == REC_RETRY ? EV_MC_RETRIED : EV_MC_DEAD_LETTERED, label, val,
+                  len);
         if (res == REC_RETRY) {
             int r = retry_or_dlq(rt, p, m, code, &why, err);
             if (r < 0)
