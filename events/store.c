@@ -4,6 +4,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -954,4 +955,40 @@ int ev_store_timers_next(ev_store *s, int64_t *due_at, ev_error *err)
 int ev_store_timers_count(ev_store *s, int64_t *n, ev_error *err)
 {
     return count_rows(s, "SELECT count(*) FROM timers", n, "timers count", err);
+}
+
+sqlite3_stmt *ev_store_bind(ev_store *s, ev_error *err, const char *sql, const char *fmt,
+                            ...)
+{
+    sqlite3_stmt *st = ev_store_stmt(s, sql, err);
+    if (st == NULL)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = SQLITE_OK;
+    for (int i = 0; fmt[i] != '\0' && rc == SQLITE_OK; i++) {
+        if (fmt[i] == 's')
+            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+                                   SQLITE_TRANSIENT);
+        else
+            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    if (rc != SQLITE_OK) {
+        ev_error_set(err, EV_ESTORE, "store: bind: %s", sqlite3_errmsg(s->db));
+        return NULL;
+    }
+    return st;
+}
+
+int ev_store_exec(sqlite3_stmt *st, ev_error *err)
+{
+    if (st == NULL)
+        return err != NULL && err->code != 0 ? err->code : EV_ESTORE;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return ev_error_set(err, EV_ESTORE, "store: step: %s",
+                            sqlite3_errmsg(sqlite3_db_handle(st)));
+    return 0;
 }

@@ -56,6 +56,14 @@ sqlite3 *ev_store_db(ev_store *s);
  * Fetching a statement resets it, so do not fetch the same text again while
  * still stepping through it. */
 sqlite3_stmt *ev_store_stmt(ev_store *s, const char *sql, ev_error *err);
+/* The cached statement for sql with its parameters bound in order from fmt,
+ * one letter per parameter: 's' text (const char *, copied), 'i' int64_t.
+ * Borrowed; NULL with err set when preparing or binding fails. */
+sqlite3_stmt *ev_store_bind(ev_store *s, ev_error *err, const char *sql, const char *fmt,
+                            ...);
+/* Steps st to its end and resets it. st may be the NULL of a failed
+ * ev_store_bind: then err already says why and its code is returned. */
+int ev_store_exec(sqlite3_stmt *st, ev_error *err);
 /* Number of statements in the cache (for tests and metrics). */
 size_t ev_store_stmt_count(const ev_store *s);
 

@@ -3,7 +3,6 @@
  * Per sku, added = available + reserved + shipped, and none is ever negative. */
 #include "inventory.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,43 +31,6 @@ static const ev_migration inv_migrations[] = {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
-/* The cached statement for sql with fmt's arguments bound: 's' text, 'i' int64. */
-static sqlite3_stmt *inv_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
-                              const char *fmt, ...)
-{
-    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
-    if (!st)
-        return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = SQLITE_OK;
-    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
-        if (fmt[i] == 's')
-            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
-                                   SQLITE_TRANSIENT);
-        else
-            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    if (rc != SQLITE_OK) {
-        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
-        return NULL;
-    }
-    return st;
-}
-
-/* Steps a bound statement to its end and resets it. */
-static int inv_done(sqlite3_stmt *st, ev_error *err)
-{
-    if (!st)
-        return err->code ? err->code : EV_ESTORE;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "inventory sql: %s", sqlite3_errstr(rc));
-    return 0;
-}
-
 /* One int64 column of the first row; *found false when no row. */
 static int inv_int(sqlite3_stmt *st, int64_t *v, bool *found, ev_error *err)
 {
@@ -95,8 +57,9 @@ static int inv_order_id(const ev_envelope *ev, const char **id, ev_error *err)
 static int inv_status(ev_ctx *ctx, const char *order_id, char *buf, size_t cap,
                       ev_error *err)
 {
-    sqlite3_stmt *st = inv_stmt(
-        ctx, err, "SELECT status FROM reservations WHERE order_id = ?1", "s", order_id);
+    sqlite3_stmt *st = ev_store_bind(
+        ev_ctx_store(ctx), err, "SELECT status FROM reservations WHERE order_id = ?1",
+        "s", order_id);
     if (!st)
         return err->code;
     int rc = sqlite3_step(st);
@@ -111,12 +74,13 @@ static int inv_status(ev_ctx *ctx, const char *order_id, char *buf, size_t cap,
 static int inv_set_status(ev_ctx *ctx, const char *order_id, const char *status,
                           ev_error *err)
 {
-    return inv_done(inv_stmt(ctx, err,
-                             "INSERT INTO reservations(order_id, status, updated_at)"
-                             " VALUES(?1, ?2, ?3) ON CONFLICT(order_id) DO UPDATE SET"
-                             " status = ?2, updated_at = ?3",
-                             "ssi", order_id, status, (int64_t)ev_ctx_now_ms(ctx)),
-                    err);
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO reservations(order_id, status, updated_at)"
+                      " VALUES(?1, ?2, ?3) ON CONFLICT(order_id) DO UPDATE SET"
+                      " status = ?2, updated_at = ?3",
+                      "ssi", order_id, status, (int64_t)ev_ctx_now_ms(ctx)),
+        err);
 }
 
 /* ---- stock moves -------------------------------------------------------- */
@@ -137,8 +101,8 @@ static const char *const inv_move_sql[] = {
 static int inv_move(ev_ctx *ctx, const char *order_id, int move, json_t *items,
                     ev_error *err)
 {
-    sqlite3_stmt *st = inv_stmt(
-        ctx, err,
+    sqlite3_stmt *st = ev_store_bind(
+        ev_ctx_store(ctx), err,
         "SELECT sku, qty FROM reservation_items WHERE order_id = ?1 ORDER BY sku", "s",
         order_id);
     if (!st)
@@ -147,7 +111,9 @@ static int inv_move(ev_ctx *ctx, const char *order_id, int move, json_t *items,
     while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *sku = (const char *)sqlite3_column_text(st, 0);
         int64_t qty = sqlite3_column_int64(st, 1);
-        ret = inv_done(inv_stmt(ctx, err, inv_move_sql[move], "si", sku, qty), err);
+        ret = ev_store_exec(
+            ev_store_bind(ev_ctx_store(ctx), err, inv_move_sql[move], "si", sku, qty),
+            err);
         if (ret == 0 && items)
             json_array_append_new(
                 items, json_pack("{s:s, s:I}", "sku", sku, "qty", (json_int_t)qty));
@@ -166,12 +132,13 @@ static int inv_on_stock_added(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     json_int_t qty = json_integer_value(json_object_get(ev->data, "qty"));
     if (!sku || qty <= 0)
         return ev_error_set(err, EV_ESCHEMA, "stock.added needs sku and qty > 0");
-    return inv_done(inv_stmt(ctx, err,
-                             "INSERT INTO stock(sku, available, added) VALUES(?1, ?2, ?2)"
-                             " ON CONFLICT(sku) DO UPDATE SET available = available + ?2,"
-                             " added = added + ?2",
-                             "si", sku, (int64_t)qty),
-                    err);
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO stock(sku, available, added) VALUES(?1, ?2, ?2)"
+                      " ON CONFLICT(sku) DO UPDATE SET available = available + ?2,"
+                      " added = added + ?2",
+                      "si", sku, (int64_t)qty),
+        err);
 }
 
 /* The order's lines summed per sku into *want {sku: qty}. */
@@ -208,9 +175,10 @@ static int inv_check(ev_ctx *ctx, json_t *want, const char **short_sku, int64_t 
     json_object_foreach(want, sku, q)
     {
         bool found;
-        int rc = inv_int(
-            inv_stmt(ctx, err, "SELECT available FROM stock WHERE sku = ?1", "s", sku),
-            avail, &found, err);
+        int rc =
+            inv_int(ev_store_bind(ev_ctx_store(ctx), err,
+                                  "SELECT available FROM stock WHERE sku = ?1", "s", sku),
+                    avail, &found, err);
         if (rc < 0)
             return rc;
         if (*avail < json_integer_value(q)) {
@@ -229,17 +197,19 @@ static int inv_reserve(ev_ctx *ctx, const char *order_id, json_t *want, ev_error
     json_object_foreach(want, sku, q)
     {
         int64_t qty = json_integer_value(q);
-        int rc = inv_done(inv_stmt(ctx, err,
-                                   "UPDATE stock SET available = available - ?2,"
-                                   " reserved = reserved + ?2 WHERE sku = ?1",
-                                   "si", sku, qty),
+        int rc =
+            ev_store_exec(ev_store_bind(ev_ctx_store(ctx), err,
+                                        "UPDATE stock SET available = available - ?2,"
+                                        " reserved = reserved + ?2 WHERE sku = ?1",
+                                        "si", sku, qty),
                           err);
         if (rc == 0)
-            rc = inv_done(inv_stmt(ctx, err,
-                                   "INSERT INTO reservation_items(order_id, sku, qty)"
-                                   " VALUES(?1, ?2, ?3)",
-                                   "ssi", order_id, sku, qty),
-                          err);
+            rc = ev_store_exec(
+                ev_store_bind(ev_ctx_store(ctx), err,
+                              "INSERT INTO reservation_items(order_id, sku, qty)"
+                              " VALUES(?1, ?2, ?3)",
+                              "ssi", order_id, sku, qty),
+                err);
         if (rc < 0) {
             json_decref(items);
             return rc;

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,41 +57,6 @@ static const ntf_template ntf_templates[] = {
 };
 
 /* ---- SQL helpers -------------------------------------------------------- */
-
-static sqlite3_stmt *ntf_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
-                              const char *fmt, ...)
-{
-    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
-    if (!st)
-        return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = SQLITE_OK;
-    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
-        if (fmt[i] == 's')
-            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
-                                   SQLITE_TRANSIENT);
-        else
-            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    if (rc != SQLITE_OK) {
-        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
-        return NULL;
-    }
-    return st;
-}
-
-static int ntf_done(sqlite3_stmt *st, ev_error *err)
-{
-    if (!st)
-        return err->code ? err->code : EV_ESTORE;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "notifications sql: %s", sqlite3_errstr(rc));
-    return 0;
-}
 
 /* The first column of every row as a JSON array of strings (*out owned). */
 static int ntf_column(sqlite3_stmt *st, json_t **out, ev_error *err)
@@ -209,10 +173,11 @@ static void ntf_clean(char *out, size_t cap, const char *s)
 /* Sends one pending mail to addr: the file, its row, notification.sent. */
 static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_error *err)
 {
-    sqlite3_stmt *st = ntf_stmt(ctx, err,
-                                "SELECT order_id, template, subject, body, at FROM mails"
-                                " WHERE event_id = ?1 AND status = 'PENDING'",
-                                "s", event_id);
+    sqlite3_stmt *st =
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "SELECT order_id, template, subject, body, at FROM mails"
+                      " WHERE event_id = ?1 AND status = 'PENDING'",
+                      "s", event_id);
     if (!st)
         return err->code;
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -236,11 +201,11 @@ static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_erro
     snprintf(name, sizeof(name), "%s.eml", event_id);
     int rc = ntf_deliver(ctx, name, text, err);
     if (rc == 0)
-        rc = ntf_done(ntf_stmt(ctx, err,
-                               "UPDATE mails SET status = 'SENT', to_addr = ?2"
-                               " WHERE event_id = ?1",
-                               "ss", event_id, addr),
-                      err);
+        rc = ev_store_exec(ev_store_bind(ev_ctx_store(ctx), err,
+                                         "UPDATE mails SET status = 'SENT', to_addr = ?2"
+                                         " WHERE event_id = ?1",
+                                         "ss", event_id, addr),
+                           err);
     if (rc < 0)
         return rc;
     ev_log(EV_LOG_INFO, "mail sent", "order_id=%s template=%s mail=%s", order_id, tmpl,
@@ -254,10 +219,11 @@ static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_erro
 /* Sends the order's pending mails once its customer's address is known. */
 static int ntf_flush(ev_ctx *ctx, const char *order_id, ev_error *err)
 {
-    sqlite3_stmt *st = ntf_stmt(ctx, err,
-                                "SELECT c.email FROM orders o JOIN customers c"
-                                " ON c.customer_id = o.customer_id WHERE o.order_id = ?1",
-                                "s", order_id);
+    sqlite3_stmt *st =
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "SELECT c.email FROM orders o JOIN customers c"
+                      " ON c.customer_id = o.customer_id WHERE o.order_id = ?1",
+                      "s", order_id);
     if (!st)
         return err->code;
     char addr[256] = "";
@@ -267,10 +233,10 @@ static int ntf_flush(ev_ctx *ctx, const char *order_id, ev_error *err)
     if (!addr[0])
         return 0;
     json_t *ids = NULL;
-    int rc = ntf_column(ntf_stmt(ctx, err,
-                                 "SELECT event_id FROM mails WHERE order_id = ?1"
-                                 " AND status = 'PENDING' ORDER BY rowid",
-                                 "s", order_id),
+    int rc = ntf_column(ev_store_bind(ev_ctx_store(ctx), err,
+                                      "SELECT event_id FROM mails WHERE order_id = ?1"
+                                      " AND status = 'PENDING' ORDER BY rowid",
+                                      "s", order_id),
                         &ids, err);
     size_t i;
     json_t *id;
@@ -291,19 +257,21 @@ static int ntf_on_customer(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *email = json_string_value(json_object_get(ev->data, "email"));
     if (!id || !email)
         return ev_error_set(err, EV_ESCHEMA, "customer.registered incomplete");
-    int rc = ntf_done(ntf_stmt(ctx, err,
-                               "INSERT INTO customers(customer_id, email) VALUES(?1, ?2)"
-                               " ON CONFLICT(customer_id) DO UPDATE SET email = ?2",
-                               "ss", id, email),
-                      err);
+    int rc = ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO customers(customer_id, email) VALUES(?1, ?2)"
+                      " ON CONFLICT(customer_id) DO UPDATE SET email = ?2",
+                      "ss", id, email),
+        err);
     json_t *orders = NULL;
     if (rc == 0)
-        rc = ntf_column(ntf_stmt(ctx, err,
-                                 "SELECT DISTINCT o.order_id FROM orders o JOIN mails m"
-                                 " ON m.order_id = o.order_id WHERE o.customer_id = ?1"
-                                 " AND m.status = 'PENDING' ORDER BY o.order_id",
-                                 "s", id),
-                        &orders, err);
+        rc = ntf_column(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "SELECT DISTINCT o.order_id FROM orders o JOIN mails m"
+                          " ON m.order_id = o.order_id WHERE o.customer_id = ?1"
+                          " AND m.status = 'PENDING' ORDER BY o.order_id",
+                          "s", id),
+            &orders, err);
     size_t i;
     json_t *o;
     json_array_foreach(orders, i, o)
@@ -321,10 +289,11 @@ static int ntf_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *customer = json_string_value(json_object_get(ev->data, "customer_id"));
     if (!id || !customer)
         return ev_error_set(err, EV_ESCHEMA, "order.placed incomplete");
-    int rc = ntf_done(ntf_stmt(ctx, err,
-                               "INSERT OR IGNORE INTO orders(order_id, customer_id)"
-                               " VALUES(?1, ?2)",
-                               "ss", id, customer),
+    int rc =
+        ev_store_exec(ev_store_bind(ev_ctx_store(ctx), err,
+                                    "INSERT OR IGNORE INTO orders(order_id, customer_id)"
+                                    " VALUES(?1, ?2)",
+                                    "ss", id, customer),
                       err);
     return rc < 0 ? rc : ntf_flush(ctx, id, err);
 }
@@ -347,11 +316,12 @@ static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     snprintf(body, sizeof(body),
              "Hello,\r\n\r\nyour order %s %s %s.\r\n\r\n-- choreo shop", oid, t->phrase,
              detail);
-    int rc = ntf_done(ntf_stmt(ctx, err,
-                               "INSERT OR IGNORE INTO mails(event_id, order_id, template,"
-                               " subject, body, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                               "ssssss", ev->id, id, t->name, subject, body, ev->time),
-                      err);
+    int rc = ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT OR IGNORE INTO mails(event_id, order_id, template,"
+                      " subject, body, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                      "ssssss", ev->id, id, t->name, subject, body, ev->time),
+        err);
     return rc < 0 ? rc : ntf_flush(ctx, id, err);
 }
 

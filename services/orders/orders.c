@@ -3,7 +3,6 @@
  * (they arrive in any order across topics) and decides when enough is known. */
 #include "orders.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,43 +44,6 @@ typedef struct ord_row {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
-/* The cached statement for sql with fmt's arguments bound: 's' text, 'i' int64. */
-static sqlite3_stmt *ord_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
-                              const char *fmt, ...)
-{
-    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
-    if (!st)
-        return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = SQLITE_OK;
-    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
-        if (fmt[i] == 's')
-            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
-                                   SQLITE_TRANSIENT);
-        else
-            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    if (rc != SQLITE_OK) {
-        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
-        return NULL;
-    }
-    return st;
-}
-
-/* Steps a bound statement to its end and resets it. */
-static int ord_done(sqlite3_stmt *st, ev_error *err)
-{
-    if (!st)
-        return err->code ? err->code : EV_ESTORE;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "orders sql: %s", sqlite3_errstr(rc));
-    return 0;
-}
-
 static const char *ord_str(const json_t *data, const char *field)
 {
     return json_string_value(json_object_get(data, field));
@@ -101,11 +63,11 @@ static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
                     ev_error *err)
 {
     sqlite3_stmt *st =
-        ord_stmt(ctx, err,
-                 "SELECT status, reserved, out_of_stock, authorized, declined,"
-                 " dispatched, cancel_requested, payment_id"
-                 " FROM orders WHERE order_id = ?1",
-                 "s", order_id);
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "SELECT status, reserved, out_of_stock, authorized, declined,"
+                      " dispatched, cancel_requested, payment_id"
+                      " FROM orders WHERE order_id = ?1",
+                      "s", order_id);
     if (!st)
         return err->code;
     memset(r, 0, sizeof(*r));
@@ -137,13 +99,13 @@ static int ord_transition(ev_ctx *ctx, const char *order_id, const char *status,
                           const char *reason, const char *type, json_t *data,
                           ev_error *err)
 {
-    int rc =
-        ord_done(ord_stmt(ctx, err,
-                          "UPDATE orders SET status = ?2, reason = ?3, updated_at = ?4"
-                          " WHERE order_id = ?1",
-                          "sssi", order_id, status, reason ? reason : "",
-                          (int64_t)ev_ctx_now_ms(ctx)),
-                 err);
+    int rc = ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "UPDATE orders SET status = ?2, reason = ?3, updated_at = ?4"
+                      " WHERE order_id = ?1",
+                      "sssi", order_id, status, reason ? reason : "",
+                      (int64_t)ev_ctx_now_ms(ctx)),
+        err);
     if (rc < 0) {
         json_decref(data);
         return rc;
@@ -222,15 +184,15 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *customer = ord_str(ev->data, "customer_id");
     const char *currency = ord_str(ev->data, "currency");
     int64_t total = json_integer_value(json_object_get(ev->data, "total_cents"));
-    rc = ord_done(
-        ord_stmt(ctx, err,
-                 "INSERT INTO orders(order_id, customer_id, total_cents, currency,"
-                 " status, updated_at) VALUES(?1, ?2, ?3, ?4, 'PENDING', ?5)"
-                 " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
-                 " total_cents = ?3, currency = ?4, status = 'PENDING',"
-                 " updated_at = ?5",
-                 "ssisi", id, customer ? customer : "", total, currency ? currency : "",
-                 (int64_t)ev_ctx_now_ms(ctx)),
+    rc = ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO orders(order_id, customer_id, total_cents, currency,"
+                      " status, updated_at) VALUES(?1, ?2, ?3, ?4, 'PENDING', ?5)"
+                      " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
+                      " total_cents = ?3, currency = ?4, status = 'PENDING',"
+                      " updated_at = ?5",
+                      "ssisi", id, customer ? customer : "", total,
+                      currency ? currency : "", (int64_t)ev_ctx_now_ms(ctx)),
         err);
     if (rc < 0)
         return rc;
@@ -250,9 +212,9 @@ static int ord_fact(ev_ctx *ctx, const ev_envelope *ev, const char *sql, ev_erro
     if (rc < 0)
         return rc;
     const char *pay = ord_str(ev->data, "payment_id");
-    rc = ord_done(
-        ord_stmt(ctx, err, sql, "ssi", id, pay ? pay : "", (int64_t)ev_ctx_now_ms(ctx)),
-        err);
+    rc = ev_store_exec(ev_store_bind(ev_ctx_store(ctx), err, sql, "ssi", id,
+                                     pay ? pay : "", (int64_t)ev_ctx_now_ms(ctx)),
+                       err);
     if (rc < 0)
         return rc;
     return ord_decide(ctx, id, err);

@@ -3,7 +3,6 @@
  * the order and its reservation are known, refunded when the order is cancelled. */
 #include "payments.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,43 +39,6 @@ typedef struct pay_row {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
-/* The cached statement for sql with fmt's arguments bound: 's' text, 'i' int64. */
-static sqlite3_stmt *pay_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
-                              const char *fmt, ...)
-{
-    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
-    if (!st)
-        return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = SQLITE_OK;
-    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
-        if (fmt[i] == 's')
-            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
-                                   SQLITE_TRANSIENT);
-        else
-            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    if (rc != SQLITE_OK) {
-        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
-        return NULL;
-    }
-    return st;
-}
-
-/* Steps a bound statement to its end and resets it. */
-static int pay_done(sqlite3_stmt *st, ev_error *err)
-{
-    if (!st)
-        return err->code ? err->code : EV_ESTORE;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "payments sql: %s", sqlite3_errstr(rc));
-    return 0;
-}
-
 static int pay_order_id(const ev_envelope *ev, const char **id, ev_error *err)
 {
     *id = json_string_value(json_object_get(ev->data, "order_id"));
@@ -89,10 +51,10 @@ static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
                     ev_error *err)
 {
     sqlite3_stmt *st =
-        pay_stmt(ctx, err,
-                 "SELECT customer_id, amount_cents, placed, reserved, status,"
-                 " payment_id FROM payments WHERE order_id = ?1",
-                 "s", order_id);
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "SELECT customer_id, amount_cents, placed, reserved, status,"
+                      " payment_id FROM payments WHERE order_id = ?1",
+                      "s", order_id);
     if (!st)
         return err->code;
     memset(r, 0, sizeof(*r));
@@ -118,12 +80,12 @@ static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
 static int pay_set_status(ev_ctx *ctx, const char *order_id, const char *status,
                           const char *payment_id, const char *reason, ev_error *err)
 {
-    return pay_done(
-        pay_stmt(ctx, err,
-                 "UPDATE payments SET status = ?2, payment_id = ?3, reason = ?4,"
-                 " updated_at = ?5 WHERE order_id = ?1",
-                 "ssssi", order_id, status, payment_id, reason,
-                 (int64_t)ev_ctx_now_ms(ctx)),
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "UPDATE payments SET status = ?2, payment_id = ?3, reason = ?4,"
+                      " updated_at = ?5 WHERE order_id = ?1",
+                      "ssssi", order_id, status, payment_id, reason,
+                      (int64_t)ev_ctx_now_ms(ctx)),
         err);
 }
 
@@ -131,11 +93,11 @@ static int pay_set_status(ev_ctx *ctx, const char *order_id, const char *status,
 static int pay_outstanding(ev_ctx *ctx, const char *customer_id, int64_t delta,
                            ev_error *err)
 {
-    return pay_done(
-        pay_stmt(ctx, err,
-                 "UPDATE customers SET outstanding_cents = outstanding_cents + ?2"
-                 " WHERE customer_id = ?1",
-                 "si", customer_id, delta),
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "UPDATE customers SET outstanding_cents = outstanding_cents + ?2"
+                      " WHERE customer_id = ?1",
+                      "si", customer_id, delta),
         err);
 }
 
@@ -172,10 +134,10 @@ static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
                          ev_error *err)
 {
     sqlite3_stmt *st =
-        pay_stmt(ctx, err,
-                 "SELECT credit_limit_cents, outstanding_cents FROM customers"
-                 " WHERE customer_id = ?1",
-                 "s", r->customer_id);
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "SELECT credit_limit_cents, outstanding_cents FROM customers"
+                      " WHERE customer_id = ?1",
+                      "s", r->customer_id);
     if (!st)
         return err->code;
     int rc = sqlite3_step(st);
@@ -225,14 +187,15 @@ static int pay_on_customer(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     json_t *limit = json_object_get(ev->data, "credit_limit_cents");
     if (!id || !json_is_integer(limit))
         return ev_error_set(err, EV_ESCHEMA, "customer.registered incomplete");
-    return pay_done(pay_stmt(ctx, err,
-                             "INSERT INTO customers(customer_id, name, email,"
-                             " credit_limit_cents) VALUES(?1, ?2, ?3, ?4)"
-                             " ON CONFLICT(customer_id) DO UPDATE SET name = ?2,"
-                             " email = ?3, credit_limit_cents = ?4",
-                             "sssi", id, name ? name : "", email ? email : "",
-                             (int64_t)json_integer_value(limit)),
-                    err);
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO customers(customer_id, name, email,"
+                      " credit_limit_cents) VALUES(?1, ?2, ?3, ?4)"
+                      " ON CONFLICT(customer_id) DO UPDATE SET name = ?2,"
+                      " email = ?3, credit_limit_cents = ?4",
+                      "sssi", id, name ? name : "", email ? email : "",
+                      (int64_t)json_integer_value(limit)),
+        err);
 }
 
 static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
@@ -245,15 +208,15 @@ static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     json_t *total = json_object_get(ev->data, "total_cents");
     if (!customer || !json_is_integer(total))
         return ev_error_set(err, EV_ESCHEMA, "order.placed incomplete");
-    rc = pay_done(
-        pay_stmt(ctx, err,
-                 "INSERT INTO payments(order_id, customer_id, amount_cents, placed,"
-                 " updated_at) VALUES(?1, ?2, ?3, 1, ?4)"
-                 " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
-                 " amount_cents = ?3, placed = 1, updated_at = ?4"
-                 " WHERE placed = 0",
-                 "ssii", id, customer, (int64_t)json_integer_value(total),
-                 (int64_t)ev_ctx_now_ms(ctx)),
+    rc = ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO payments(order_id, customer_id, amount_cents, placed,"
+                      " updated_at) VALUES(?1, ?2, ?3, 1, ?4)"
+                      " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
+                      " amount_cents = ?3, placed = 1, updated_at = ?4"
+                      " WHERE placed = 0",
+                      "ssii", id, customer, (int64_t)json_integer_value(total),
+                      (int64_t)ev_ctx_now_ms(ctx)),
         err);
     return rc < 0 ? rc : pay_decide(ctx, id, err);
 }
@@ -264,12 +227,13 @@ static int pay_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     int rc = pay_order_id(ev, &id, err);
     if (rc < 0)
         return rc;
-    rc = pay_done(pay_stmt(ctx, err,
-                           "INSERT INTO payments(order_id, reserved, updated_at)"
-                           " VALUES(?1, 1, ?2) ON CONFLICT(order_id) DO UPDATE SET"
-                           " reserved = 1, updated_at = ?2",
-                           "si", id, (int64_t)ev_ctx_now_ms(ctx)),
-                  err);
+    rc = ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO payments(order_id, reserved, updated_at)"
+                      " VALUES(?1, 1, ?2) ON CONFLICT(order_id) DO UPDATE SET"
+                      " reserved = 1, updated_at = ?2",
+                      "si", id, (int64_t)ev_ctx_now_ms(ctx)),
+        err);
     return rc < 0 ? rc : pay_decide(ctx, id, err);
 }
 
@@ -286,11 +250,12 @@ static int pay_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     if (rc < 0)
         return rc;
     if (!found)
-        return pay_done(pay_stmt(ctx, err,
-                                 "INSERT INTO payments(order_id, status, updated_at)"
-                                 " VALUES(?1, 'VOID', ?2)",
-                                 "si", id, (int64_t)ev_ctx_now_ms(ctx)),
-                        err);
+        return ev_store_exec(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "INSERT INTO payments(order_id, status, updated_at)"
+                          " VALUES(?1, 'VOID', ?2)",
+                          "si", id, (int64_t)ev_ctx_now_ms(ctx)),
+            err);
     if (strcmp(r.status, "NONE") == 0)
         return pay_set_status(ctx, id, "VOID", "", "cancelled", err);
     if (strcmp(r.status, "AUTHORIZED") != 0)

@@ -3,7 +3,6 @@
  * order is cancelled first; a cancel that crossed the dispatch is a return. */
 #include "shipping.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,48 +22,13 @@ static const ev_migration shp_migrations[] = {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
-static sqlite3_stmt *shp_stmt(ev_ctx *ctx, ev_error *err, const char *sql,
-                              const char *fmt, ...)
-{
-    sqlite3_stmt *st = ev_ctx_stmt(ctx, sql, err);
-    if (!st)
-        return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = SQLITE_OK;
-    for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
-        if (fmt[i] == 's')
-            rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
-                                   SQLITE_TRANSIENT);
-        else
-            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    if (rc != SQLITE_OK) {
-        ev_error_set(err, EV_ESTORE, "bind: %s", sqlite3_errstr(rc));
-        return NULL;
-    }
-    return st;
-}
-
-static int shp_done(sqlite3_stmt *st, ev_error *err)
-{
-    if (!st)
-        return err->code ? err->code : EV_ESTORE;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "shipping sql: %s", sqlite3_errstr(rc));
-    return 0;
-}
-
 /* The shipment's status and id ("" when there is none). */
 static int shp_load(ev_ctx *ctx, const char *order_id, char *status, size_t scap,
                     char *sid, size_t icap, ev_error *err)
 {
-    sqlite3_stmt *st = shp_stmt(
-        ctx, err, "SELECT status, shipment_id FROM shipments WHERE order_id = ?1", "s",
-        order_id);
+    sqlite3_stmt *st = ev_store_bind(
+        ev_ctx_store(ctx), err,
+        "SELECT status, shipment_id FROM shipments WHERE order_id = ?1", "s", order_id);
     if (!st)
         return err->code;
     int rc = sqlite3_step(st);
@@ -80,12 +44,12 @@ static int shp_load(ev_ctx *ctx, const char *order_id, char *status, size_t scap
 static int shp_set(ev_ctx *ctx, const char *order_id, const char *sid, const char *status,
                    ev_error *err)
 {
-    return shp_done(
-        shp_stmt(ctx, err,
-                 "INSERT INTO shipments(order_id, shipment_id, status, updated_at)"
-                 " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(order_id) DO UPDATE SET"
-                 " shipment_id = ?2, status = ?3, updated_at = ?4",
-                 "sssi", order_id, sid, status, (int64_t)ev_ctx_now_ms(ctx)),
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO shipments(order_id, shipment_id, status, updated_at)"
+                      " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(order_id) DO UPDATE SET"
+                      " shipment_id = ?2, status = ?3, updated_at = ?4",
+                      "sssi", order_id, sid, status, (int64_t)ev_ctx_now_ms(ctx)),
         err);
 }
 
