@@ -1167,6 +1167,128 @@ static int put_attr(writer *w, const char *name, const char *value)
     return put(w, tmp, n);
 }
 
+/* ---- fast dump: jansson's JSON_COMPACT output, written directly ---- */
+
+#define FD_MAX_DEPTH 64 /* deeper (or self-containing) values go through jansson */
+
+/* A string with jansson's escapes (\uXXXX upper case); false on invalid UTF-8. */
+static bool fd_string(writer *w, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF", ctl[] = "\"\\\b\f\n\r\t",
+                      named[] = "\"\\bfnrt";
+    const unsigned char *s = (const unsigned char *)str, *end = s + n;
+    put(w, "\"", 1);
+    while (s < end) {
+        const unsigned char *run = s;
+        while (s < end && str_class[*s] == S_PLAIN)
+            s++;
+        if (s > run)
+            put(w, (const char *)run, (size_t)(s - run));
+        if (s == end)
+            break;
+        if (*s >= 0x80) {
+            size_t k = utf8_seq(s, (size_t)(end - s));
+            if (k == 0)
+                return false;
+            put(w, (const char *)s, k);
+            s += k;
+            continue;
+        }
+        char esc[6] = {'\\', 'u', '0', '0', hex[*s >> 4], hex[*s & 15]};
+        const char *q = *s != 0 ? strchr(ctl, *s) : NULL;
+        size_t len = 6;
+        if (q != NULL) {
+            esc[1] = named[q - ctl];
+            len = 2;
+        }
+        put(w, esc, len);
+        s++;
+    }
+    return put(w, "\"", 1) == 0 || w->too_big || w->nomem;
+}
+
+static void fd_integer(writer *w, json_int_t v)
+{
+    char buf[24], *p = buf + sizeof(buf);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    put(w, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+static bool fd_value(writer *w, const json_t *v, int depth);
+
+static bool fd_object(writer *w, const json_t *v, int depth)
+{
+    put(w, "{", 1);
+    bool first = true;
+    for (void *it = json_object_iter((json_t *)v); it != NULL;
+         it = json_object_iter_next((json_t *)v, it)) {
+        if (!first)
+            put(w, ",", 1);
+        first = false;
+        if (!fd_string(w, json_object_iter_key(it), json_object_iter_key_len(it)))
+            return false;
+        put(w, ":", 1);
+        if (!fd_value(w, json_object_iter_value(it), depth + 1))
+            return false;
+    }
+    put(w, "}", 1);
+    return true;
+}
+
+/* false: give up (the caller dumps with jansson, which decides). */
+static bool fd_value(writer *w, const json_t *v, int depth)
+{
+    if (depth > FD_MAX_DEPTH)
+        return false;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return fd_object(w, v, depth);
+    case JSON_ARRAY:
+        put(w, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i > 0)
+                put(w, ",", 1);
+            if (!fd_value(w, json_array_get(v, i), depth + 1))
+                return false;
+        }
+        put(w, "]", 1);
+        return true;
+    case JSON_STRING:
+        return fd_string(w, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        fd_integer(w, json_integer_value(v));
+        return true;
+    case JSON_TRUE:
+        return put(w, "true", 4) == 0 || w->too_big || w->nomem;
+    case JSON_FALSE:
+        return put(w, "false", 5) == 0 || w->too_big || w->nomem;
+    case JSON_NULL:
+        return put(w, "null", 4) == 0 || w->too_big || w->nomem;
+    default: /* reals: jansson's own formatting */
+        return json_dump_callback(v, dump_cb, w, JSON_COMPACT | JSON_ENCODE_ANY) == 0 ||
+               w->too_big || w->nomem;
+    }
+}
+
+/* data as json_dump_callback(JSON_COMPACT | JSON_ENCODE_ANY) writes it; nonzero
+ * when it cannot be encoded (the writer's flags say why when it is size/memory). */
+static int dump_data(writer *w, const json_t *data)
+{
+    size_t mark = w->len;
+    if (fd_value(w, data, 1))
+        return 0;
+    if (w->too_big || w->nomem)
+        return -1;
+    w->len = mark;
+    return json_dump_callback(data, dump_cb, w, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
 static int check_out_attrs(const ev_envelope *e, ev_error *err)
 {
     if (e->id[0] == '\0' || e->source[0] == '\0' || e->type[0] == '\0')
@@ -1219,9 +1341,7 @@ int ev_envelope_serialize(const ev_envelope *e, const ev_limits *lim, char **out
     put_attrs(&w, e);
     if (e->data != NULL && !w.too_big && !w.nomem) {
         put(&w, ",\"data\":", 8);
-        if (json_dump_callback(e->data, dump_cb, &w, JSON_COMPACT | JSON_ENCODE_ANY) !=
-                0 &&
-            !w.too_big && !w.nomem)
+        if (dump_data(&w, e->data) != 0 && !w.too_big && !w.nomem)
             rc = ev_error_set(err, EV_EINVAL, "data cannot be encoded as JSON");
     }
     put(&w, "}", 1);
