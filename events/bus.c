@@ -308,6 +308,32 @@ int ev_producer_flush(ev_producer *p, int timeout_ms, ev_error *err)
     return 0;
 }
 
+int ev_producer_warm(ev_producer *p, const char *const *topics, int timeout_ms)
+{
+    int loaded = 0;
+    for (size_t i = 0; p != NULL && topics != NULL && topics[i] != NULL; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topics[i], NULL);
+        if (rkt == NULL)
+            continue;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md != NULL && md->topic_cnt == 1 &&
+            md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            loaded++;
+        else
+            ev_log(EV_LOG_DEBUG, "topic metadata not loaded", "topic=%s error=%s",
+                   topics[i],
+                   rd_kafka_err2name(e != RD_KAFKA_RESP_ERR_NO_ERROR || md == NULL ||
+                                             md->topic_cnt < 1
+                                         ? e
+                                         : md->topics[0].err));
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    return loaded;
+}
+
 int ev_producer_outq_len(ev_producer *p)
 {
     return rd_kafka_outq_len(p->rk);

@@ -913,6 +913,35 @@ static void relay(ev_runtime *rt)
     }
 }
 
+#define WARM_MS 1000
+#define MAX_WARM 16
+
+/* Loads the metadata of the topics the service emits to, so that the first
+ * relayed rows do not wait for librdkafka to discover them. Best effort. */
+static void producer_warm(ev_runtime *rt)
+{
+    char names[MAX_WARM][TOPIC_MAX];
+    const char *topics[MAX_WARM + 1];
+    size_t n = 0;
+    for (size_t i = 0; rt->def->emits != NULL && rt->def->emits[i] != NULL; i++) {
+        const ev_event_route *r = ev_contract_route(rt->contract, rt->def->emits[i]);
+        ev_error e = {0};
+        if (n == MAX_WARM || r == NULL ||
+            ev_config_topic(rt->cfg, r->topic, names[n], TOPIC_MAX, &e) != 0)
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < n; k++)
+            dup = dup || strcmp(topics[k], names[n]) == 0;
+        if (!dup) {
+            topics[n] = names[n];
+            n++;
+        }
+    }
+    topics[n] = NULL;
+    int loaded = ev_producer_warm(rt->prod, topics, WARM_MS);
+    ev_log(EV_LOG_DEBUG, "producer topics loaded", "count=%d of=%zu", loaded, n);
+}
+
 /* A fatal producer error (idempotence state lost) makes it unusable: start a
  * new one and resend every outbox row; consumers drop the duplicates by id. */
 static int producer_check(ev_runtime *rt, ev_error *err)
@@ -931,8 +960,10 @@ static int producer_check(ev_runtime *rt, ev_error *err)
     rt->relay_pending = true;
     int rc =
         ev_producer_new(&rt->prod, rt->cfg->brokers, rt->def->name, on_delivery, rt, err);
-    if (rc == 0)
+    if (rc == 0) {
         ev_producer_set_block(rt->prod, 100);
+        producer_warm(rt);
+    }
     return rc;
 }
 
@@ -1065,6 +1096,7 @@ static int rt_open(ev_runtime *rt, ev_error *err)
     if (rc != 0)
         return rc;
     ev_producer_set_block(rt->prod, 100);
+    producer_warm(rt);
     return ev_consumer_new(&rt->cons, cfg->brokers, rt->group,
                            (const char *const *)rt->topics, start_offset, rt, err);
 }
