@@ -132,16 +132,15 @@ int cli_kafka_new(cli_ctx *ctx, rd_kafka_type_t type, const char *group,
 int cli_partition_count(cli_ctx *ctx, rd_kafka_t *rk, const char *topic, int *n)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     *n = 0;
-    if (t == NULL)
-        return cli_fail(ctx, "bad topic name '%s'", topic);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, ADMIN_TIMEOUT_MS);
-    rd_kafka_topic_destroy(t);
+    /* All topics: asking for one by name would auto-create it on many brokers. */
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_TIMEOUT_MS);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         return cli_fail(ctx, "metadata of %s: %s", topic, rd_kafka_err2str(e));
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        *n = md->topics[0].partition_cnt;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, topic) == 0 &&
+            md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            *n = md->topics[i].partition_cnt;
     rd_kafka_metadata_destroy(md);
     return CLI_OK;
 }

@@ -73,8 +73,9 @@ static void check_record(cli_ctx *ctx, const char *type, const char *buf, size_t
         report(ctx, t, line, e.type, e.id, "unknown event type (no schema)");
     } else if (ev_schema_validate_type(ctx->schemas, e.type, e.data ? e.data : json_null(),
                                        &err) != 0) {
-        snprintf(why, sizeof(why), "data%s", err.text);
-        report(ctx, t, line, e.type, e.id, why[4] == '/' ? why : err.text);
+        /* The schema's pointer is into data; make it one into the envelope. */
+        snprintf(why, sizeof(why), "/data%s", err.text);
+        report(ctx, t, line, e.type, e.id, why);
     } else {
         report(ctx, t, line, e.type, e.id, NULL);
     }
