@@ -131,17 +131,28 @@ int cli_kafka_new(cli_ctx *ctx, rd_kafka_type_t type, const char *group,
 
 int cli_partition_count(cli_ctx *ctx, rd_kafka_t *rk, const char *topic, int *n)
 {
-    const struct rd_kafka_metadata *md = NULL;
+    /* All topics: asking for one by name would auto-create it on many brokers.
+     * Kept for a moment: callers ask about several topics in a row. */
+    static const struct rd_kafka_metadata *md;
+    static const rd_kafka_t *md_rk;
+    static int64_t md_at;
     *n = 0;
-    /* All topics: asking for one by name would auto-create it on many brokers. */
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_TIMEOUT_MS);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return cli_fail(ctx, "metadata of %s: %s", topic, rd_kafka_err2str(e));
+    if (md == NULL || md_rk != rk || ev_mono_ms() - md_at > 500) {
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+        md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_TIMEOUT_MS);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            md = NULL;
+            return cli_fail(ctx, "metadata of %s: %s", topic, rd_kafka_err2str(e));
+        }
+        md_rk = rk;
+        md_at = ev_mono_ms();
+    }
     for (int i = 0; i < md->topic_cnt; i++)
         if (strcmp(md->topics[i].topic, topic) == 0 &&
             md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
             *n = md->topics[i].partition_cnt;
-    rd_kafka_metadata_destroy(md);
     return CLI_OK;
 }
 
