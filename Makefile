@@ -63,7 +63,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 ALL_BINS := $(SVC_BINS) $(if $(CLI_SRC),$(CLI_BIN))
 TEST_BINS := $(UNIT_BIN) $(INTEG_BIN) $(TPROG_BIN) $(FLOW_BIN)
 
-.PHONY: all deps check test lint format demo stop bench clean broker-jars
+.PHONY: all deps check test test-bins lint format demo stop bench clean broker-jars
 all: $(ALL_BINS) $(LIBEV)
 
 deps:
@@ -106,7 +106,11 @@ check: $(UNIT_BIN)
 # Everything: unit tests, then runtime, flow and CLI tests against a real broker
 # (started here when CHOREO_BROKERS is unset and none answers).
 test: all $(TEST_BINS)
-	@sh tests/run-all $(BUILD)
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined test-bins
+	@sh tests/run-all $(BUILD) build/sanitize
+
+# Every program and test binary of this build (used for the sanitized pass).
+test-bins: all $(TEST_BINS)
 
 lint:
 	@sh .ci/lint
