@@ -22,8 +22,8 @@ static const char usage[] =
     "  WARN   lag grew at every sample of the window\n"
     "  STALL  lag > 0 and a partition's committed offset did not move in the window\n"
     "  STOP   lag > 0 and the group has no members\n"
-    "Services commit offsets to Kafka every 5 s: windows shorter than that can show\n"
-    "a busy group as STALL. On a terminal the screen refreshes every --interval.\n"
+    "Services commit offsets to Kafka every 5 s, so STALL and WARN are only judged\n"
+    "over windows of 5.5 s or more. On a terminal the screen refreshes every --interval.\n"
     "With --once, samples are taken over one --window (a sample every --interval,\n"
     "at least two) and printed once; exit 1 when a group is STOP or STALL.\n"
     "\n"
@@ -37,6 +37,9 @@ static const char usage[] =
 enum { OPT_ONCE = CLI_OPT_FIRST_LOCAL };
 
 #define WIN_MAX 64
+/* Services commit offsets every 5 s (auto.commit.interval.ms): STALL and WARN
+ * need a window longer than that. */
+#define STALL_MIN_MS 5500
 
 typedef struct wpart {
     char topic[CLI_TOPIC_MAX];
@@ -339,8 +342,12 @@ static const char *group_status(const watch *w, const wgroup *g, char *why, size
         snprintf(why, cap, "no members while lag is %lld", (long long)lag);
         return "STOP";
     }
-    if (w->n < 2) {
-        snprintf(why, cap, "one sample so far");
+    int64_t span = w->n > 1 ? w->t[w->n - 1] - w->t[0] : 0;
+    if (span < STALL_MIN_MS) {
+        /* Offsets are committed every few seconds: a shorter window would
+         * call every busy group stalled. */
+        snprintf(why, cap, "lag %lld; window %.1f s too short to judge progress (< %d s)",
+                 (long long)lag, (double)span / 1000.0, STALL_MIN_MS / 1000);
         return "OK";
     }
     p = stalled_part(w, g);
