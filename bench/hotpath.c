@@ -355,6 +355,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* as ev_service_run configures SQLite for a service process */
+    sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     char dir[] = "/tmp/choreo-hotpath-XXXXXX";
     if (mkdtemp(dir) == NULL) {
         perror("hotpath: mkdtemp");

@@ -1270,6 +1270,23 @@ static int rt_shutdown(ev_runtime *rt, ev_error *err)
     return rc;
 }
 
+/* SQLite for a service process: only the loop thread touches its connection,
+ * so no per-connection mutexes, and no allocation statistics (a global mutex
+ * per malloc). Must precede SQLite's first use; later it is a no-op. Measured
+ * on bench/hotpath: 126,500 -> 116,300 instructions/event. */
+static void sqlite_tune_once(void)
+{
+    if (sqlite3_config(SQLITE_CONFIG_MULTITHREAD) != SQLITE_OK ||
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
+        ev_log(EV_LOG_DEBUG, "sqlite already initialized, defaults kept", NULL);
+}
+
+static void sqlite_tune(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_tune_once);
+}
+
 int ev_service_run(const ev_service_def *def, const ev_config *cfg,
                    volatile sig_atomic_t *stop, ev_error *err)
 {
@@ -1285,6 +1302,7 @@ int ev_service_run(const ev_service_def *def, const ev_config *cfg,
     }
     rt->def = def;
     rt->cfg = cfg;
+    sqlite_tune();
     rc = rt_open(rt, err);
     if (rc != 0)
         goto cleanup;

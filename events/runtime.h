@@ -48,7 +48,9 @@ typedef struct ev_service_def {
 
 /* Runs until *stop becomes nonzero: finishes the batch, flushes the outbox,
  * commits offsets, closes. Consumed topics are the topics of the handled types
- * in the contract. Returns 0 after a clean stop. */
+ * in the contract. Returns 0 after a clean stop. Process-wide, once, when
+ * SQLite is not in use yet: SQLite's multi-thread mode (a connection is used
+ * by one thread at a time, as the runtime does) and no allocation statistics. */
 int ev_service_run(const ev_service_def *def, const ev_config *cfg,
                    volatile sig_atomic_t *stop, ev_error *err);
 
