@@ -320,11 +320,103 @@ void ev_uuid4(char out[EV_UUID_LEN])
     uuid_unparse_lower(u, out);
 }
 
+/* SHA-1 (FIPS 180-4) of namespace || name, for UUIDv5: libuuid's own is about
+ * three times slower, and derived ids are made for every emitted event. */
+static uint32_t rol32(uint32_t x, int n)
+{
+    return x << n | x >> (32 - n);
+}
+
+#define SHA1_ROUND(f, k)                                                                 \
+    do {                                                                                 \
+        uint32_t t = rol32(a, 5) + (f) + e + (k) + w[i];                                 \
+        e = d;                                                                           \
+        d = c;                                                                           \
+        c = rol32(b, 30);                                                                \
+        b = a;                                                                           \
+        a = t;                                                                           \
+    } while (0)
+
+static void sha1_block(uint32_t h[5], const unsigned char *p)
+{
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    int i = 0;
+    for (; i < 20; i++)
+        SHA1_ROUND(d ^ (b & (c ^ d)), 0x5a827999u);
+    for (; i < 40; i++)
+        SHA1_ROUND(b ^ c ^ d, 0x6ed9eba1u);
+    for (; i < 60; i++)
+        SHA1_ROUND((b & c) | (d & (b | c)), 0x8f1bbcdcu);
+    for (; i < 80; i++)
+        SHA1_ROUND(b ^ c ^ d, 0xca62c1d6u);
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+#undef SHA1_ROUND
+
+/* The first 16 bytes of SHA-1(ns || name). */
+static void sha1_ns(unsigned char out[16], const unsigned char ns[16], const char *name,
+                    size_t n)
+{
+    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
+    unsigned char blk[64];
+    uint64_t bits = (uint64_t)(16 + n) * 8;
+    size_t used = 0, fill = 16;
+    memcpy(blk, ns, 16);
+    for (;;) {
+        size_t take = n - used < 64 - fill ? n - used : 64 - fill;
+        memcpy(blk + fill, name + used, take);
+        used += take;
+        fill += take;
+        if (fill < 64)
+            break;
+        sha1_block(h, blk);
+        fill = 0;
+    }
+    blk[fill++] = 0x80;
+    if (fill > 56) {
+        memset(blk + fill, 0, 64 - fill);
+        sha1_block(h, blk);
+        fill = 0;
+    }
+    memset(blk + fill, 0, 56 - fill);
+    for (int i = 0; i < 8; i++)
+        blk[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha1_block(h, blk);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            out[4 * i + j] = (unsigned char)(h[i] >> (24 - 8 * j));
+}
+
+static void uuid_format(char out[EV_UUID_LEN], const unsigned char u[16])
+{
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[u[i] >> 4];
+        *p++ = hex[u[i] & 15];
+    }
+    *p = '\0';
+}
+
 void ev_uuid5(char out[EV_UUID_LEN], const char *name)
 {
-    uuid_t u;
-    uuid_generate_sha1(u, ev_namespace, name, strlen(name));
-    uuid_unparse_lower(u, out);
+    unsigned char u[16];
+    sha1_ns(u, ev_namespace, name, strlen(name));
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x50); /* version 5 */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    uuid_format(out, u);
 }
 
 /* ---- parse ------------------------------------------------------------ */
@@ -517,6 +609,25 @@ static bool fp_escape(const unsigned char *s, const unsigned char *end, uint32_t
     return true;
 }
 
+/* Past the bytes of s that need no attention in a string: 8 at a time while
+ * none is a quote, a backslash, a control character or above 0x7f. */
+static const unsigned char *plain_run(const unsigned char *s, const unsigned char *end)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    while (end - s >= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        uint64_t hit = ((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x;
+        if ((hit & highs) != 0)
+            break;
+        s += 8;
+    }
+    while (s < end && str_class[*s] == S_PLAIN)
+        s++;
+    return s;
+}
+
 /* The string after an opening quote, to its closing quote: raw bytes in *raw,
  * *esc when it holds escapes. UTF-8, control characters and escapes checked. */
 static bool fp_string(fp *p, span *raw, bool *esc)
@@ -524,8 +635,7 @@ static bool fp_string(fp *p, span *raw, bool *esc)
     const unsigned char *s = p->s, *end = p->end;
     *esc = false;
     for (;;) {
-        while (s < end && str_class[*s] == S_PLAIN)
-            s++;
+        s = plain_run(s, end);
         if (s == end)
             return false;
         size_t k = 0;
@@ -836,8 +946,10 @@ typedef struct fp_env {
 
 static int top_index(span k)
 {
+    static const unsigned char len[T_COUNT] = {2, 6, 4, 7, 4, 13, 11, 11, 15, 10, 4, 11};
     for (int i = 0; i < T_COUNT; i++)
-        if (strlen(top_names[i]) == k.n && memcmp(top_names[i], k.p, k.n) == 0)
+        if (len[i] == k.n && top_names[i][0] == k.p[0] &&
+            memcmp(top_names[i], k.p, k.n) == 0)
             return i;
     return -1;
 }
@@ -1069,6 +1181,28 @@ int ev_envelope_init(ev_envelope *out, const char *type, const char *source,
     return 0;
 }
 
+/* "<cause id>/<type>/<index>", truncated to cap like snprintf (ids never are). */
+static void derive_name(char *out, size_t cap, const char *id, const char *type,
+                        unsigned index)
+{
+    char num[16], *q = num + sizeof(num);
+    do {
+        *--q = (char)('0' + index % 10);
+        index /= 10;
+    } while (index != 0);
+    const char *parts[] = {id, "/", type, "/"};
+    size_t n = 0;
+    for (size_t i = 0; i < 4; i++) {
+        size_t k = strnlen(parts[i], cap - 1 - n);
+        memcpy(out + n, parts[i], k);
+        n += k;
+    }
+    size_t k = (size_t)(num + sizeof(num) - q);
+    k = k < cap - 1 - n ? k : cap - 1 - n;
+    memcpy(out + n, q, k);
+    out[n + k] = '\0';
+}
+
 int ev_envelope_derive(ev_envelope *out, const ev_envelope *cause, const char *type,
                        const char *source, const char *subject, unsigned index,
                        json_t *data, ev_error *err)
@@ -1083,7 +1217,7 @@ int ev_envelope_derive(ev_envelope *out, const ev_envelope *cause, const char *t
     if (rc != 0)
         goto fail;
     char name[EV_ID_MAX + EV_TYPE_MAX + 16];
-    snprintf(name, sizeof(name), "%s/%s/%u", cause->id, type, index);
+    derive_name(name, sizeof(name), cause->id, type, index);
     ev_uuid5(out->id, name);
     const char *corr = cause->correlationid[0] ? cause->correlationid : cause->id;
     copy_str(out->correlationid, sizeof(out->correlationid), corr);
@@ -1180,8 +1314,7 @@ static bool fd_string(writer *w, const char *str, size_t n)
     put(w, "\"", 1);
     while (s < end) {
         const unsigned char *run = s;
-        while (s < end && str_class[*s] == S_PLAIN)
-            s++;
+        s = plain_run(s, end);
         if (s > run)
             put(w, (const char *)run, (size_t)(s - run));
         if (s == end)
