@@ -105,8 +105,7 @@ static int reach(cli_ctx *ctx, rd_kafka_t *rk)
                     ctx->kafka_error[0] != '\0' ? ctx->kafka_error : rd_kafka_err2str(e));
 }
 
-int cli_kafka_new(cli_ctx *ctx, rd_kafka_type_t type, const char *group,
-                  rd_kafka_t **out)
+int cli_kafka_new(cli_ctx *ctx, rd_kafka_type_t type, const char *group, rd_kafka_t **out)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = make_conf(ctx, type, group);
@@ -162,7 +161,8 @@ int64_t cli_end_offset(rd_kafka_t *rk, const char *topic, int32_t partition)
     int64_t deadline = ev_mono_ms() + 3000;
     /* A topic just created has no leader for a moment: retry briefly. */
     while (rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi,
-                                            ADMIN_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                                            ADMIN_TIMEOUT_MS) !=
+           RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (ev_mono_ms() >= deadline)
             return -1;
         usleep(100 * 1000);
@@ -225,10 +225,11 @@ static rd_kafka_topic_partition_list_t *parse_assignment(const void *buf, size_t
 static void copy_member(cli_member *m, const struct rd_kafka_group_member_info *in)
 {
     snprintf(m->id, sizeof(m->id), "%s", in->member_id ? in->member_id : "");
-    snprintf(m->client_id, sizeof(m->client_id), "%s", in->client_id ? in->client_id : "");
+    snprintf(m->client_id, sizeof(m->client_id), "%s",
+             in->client_id ? in->client_id : "");
     snprintf(m->host, sizeof(m->host), "%s", in->client_host ? in->client_host : "");
-    m->assigned = parse_assignment(in->member_assignment,
-                                   (size_t)in->member_assignment_size);
+    m->assigned =
+        parse_assignment(in->member_assignment, (size_t)in->member_assignment_size);
 }
 
 static int copy_group(cli_group *g, const struct rd_kafka_group_info *in)
@@ -302,10 +303,12 @@ int cli_group_committed(cli_ctx *ctx, rd_kafka_t *rk, const char *group,
     int rc = CLI_FAIL;
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_event_t *ev = NULL;
-    rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
+    rd_kafka_ListConsumerGroupOffsets_t *req =
+        rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
     rd_kafka_AdminOptions_t *o =
         rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    rd_kafka_AdminOptions_set_request_timeout(o, ADMIN_TIMEOUT_MS, errstr, sizeof(errstr));
+    rd_kafka_AdminOptions_set_request_timeout(o, ADMIN_TIMEOUT_MS, errstr,
+                                              sizeof(errstr));
     rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
     ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS + 1000);
     if (ev == NULL) {
@@ -327,7 +330,8 @@ int cli_group_committed(cli_ctx *ctx, rd_kafka_t *rk, const char *group,
         goto cleanup;
     }
     const rd_kafka_topic_partition_list_t *pl = rd_kafka_group_result_partitions(gr[0]);
-    *out = pl ? rd_kafka_topic_partition_list_copy(pl) : rd_kafka_topic_partition_list_new(0);
+    *out = pl ? rd_kafka_topic_partition_list_copy(pl)
+              : rd_kafka_topic_partition_list_new(0);
     rc = CLI_OK;
 cleanup:
     if (ev != NULL)
@@ -394,7 +398,8 @@ int cli_topics_create(cli_ctx *ctx, rd_kafka_t *rk, char **topics, int partition
         n++;
     rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof(*nt));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_t *o =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_event_t *ev = NULL;
     if (nt == NULL) {
         rc = cli_fail(ctx, "out of memory");
@@ -408,7 +413,8 @@ int cli_topics_create(cli_ctx *ctx, rd_kafka_t *rk, char **topics, int partition
             goto cleanup;
         }
     }
-    rd_kafka_AdminOptions_set_operation_timeout(o, ADMIN_TIMEOUT_MS, errstr, sizeof(errstr));
+    rd_kafka_AdminOptions_set_operation_timeout(o, ADMIN_TIMEOUT_MS, errstr,
+                                                sizeof(errstr));
     rd_kafka_CreateTopics(rk, nt, n, o, q);
     ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS * 2);
     if (ev == NULL || rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -426,7 +432,8 @@ int cli_topics_create(cli_ctx *ctx, rd_kafka_t *rk, char **topics, int partition
             if (!ctx->json)
                 printf("exists   %s\n", name);
         } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            rc = cli_fail(ctx, "create %s: %s", name, rd_kafka_topic_result_error_string(tr[i]));
+            rc = cli_fail(ctx, "create %s: %s", name,
+                          rd_kafka_topic_result_error_string(tr[i]));
         } else if (!ctx->json) {
             printf("created  %s (%d partitions, replication %d)\n", name, partitions,
                    replication);

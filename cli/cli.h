@@ -25,10 +25,10 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_CONTINUE = -1 };
 
 typedef struct cli_ctx {
     ev_config cfg;
-    const char *name;  /* "choreo tail": prefix of every message */
-    const char *usage; /* the subcommand's --help text */
-    bool json;         /* --json: machine output */
-    bool color;        /* stdout is a terminal and NO_COLOR is unset */
+    const char *name;       /* "choreo tail": prefix of every message */
+    const char *usage;      /* the subcommand's --help text */
+    bool json;              /* --json: machine output */
+    bool color;             /* stdout is a terminal and NO_COLOR is unset */
     ev_contract *contract;  /* loaded by cli_contract() */
     ev_schema_set *schemas; /* loaded by cli_schemas() */
     char kafka_error[256];  /* last error librdkafka reported */
@@ -59,18 +59,20 @@ enum {
 };
 
 /* The options every subcommand accepts; put first in its long option table. */
-#define CLI_COMMON_OPTIONS                                                       \
-    {"brokers", required_argument, NULL, 'b'},                                   \
-        {"topic-prefix", required_argument, NULL, CLI_OPT_PREFIX},               \
-        {"schema-dir", required_argument, NULL, CLI_OPT_SCHEMA_DIR},             \
-        {"json", no_argument, NULL, CLI_OPT_JSON},                               \
-        {"help", no_argument, NULL, 'h'}
+#define CLI_COMMON_OPTIONS                                                               \
+    {"brokers", required_argument, NULL, 'b'},                                           \
+        {"topic-prefix", required_argument, NULL, CLI_OPT_PREFIX},                       \
+        {"schema-dir", required_argument, NULL, CLI_OPT_SCHEMA_DIR},                     \
+        {"json", no_argument, NULL, CLI_OPT_JSON},                                       \
+    {                                                                                    \
+        "help", no_argument, NULL, 'h'                                                   \
+    }
 #define CLI_COMMON_SHORT "b:h"
-#define CLI_COMMON_HELP                                                          \
-    "  -b, --brokers HOSTS    Kafka bootstrap servers (CHOREO_BROKERS)\n"        \
-    "      --topic-prefix P   prefix of every topic (CHOREO_TOPIC_PREFIX)\n"     \
-    "      --schema-dir DIR   schemas and choreography.json (CHOREO_SCHEMA_DIR)\n" \
-    "      --json             machine-readable output\n"                          \
+#define CLI_COMMON_HELP                                                                  \
+    "  -b, --brokers HOSTS    Kafka bootstrap servers (CHOREO_BROKERS)\n"                \
+    "      --topic-prefix P   prefix of every topic (CHOREO_TOPIC_PREFIX)\n"             \
+    "      --schema-dir DIR   schemas and choreography.json (CHOREO_SCHEMA_DIR)\n"       \
+    "      --json             machine-readable output\n"                                 \
     "  -h, --help             this help\n"
 
 /* Handles a common option returned by getopt_long: CLI_CONTINUE when handled,
@@ -167,7 +169,7 @@ int cli_topics_create(cli_ctx *ctx, rd_kafka_t *rk, char **topics, int partition
 typedef enum { CLI_START_END, CLI_START_BEGINNING, CLI_START_TIME } cli_start;
 
 typedef struct cli_reader_opts {
-    char **topics;    /* prefixed names, NULL-terminated (borrowed) */
+    char **topics; /* prefixed names, NULL-terminated (borrowed) */
     cli_start start;
     int64_t since_ms; /* unix ms, for CLI_START_TIME */
     bool to_end;      /* stop at the end offsets seen when opening */

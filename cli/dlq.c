@@ -23,12 +23,18 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "      --id EVENT_ID      replay only the dead letter of this event\n"
-    "      --offset N         replay only the dead letter at this dlq offset\n" CLI_COMMON_HELP;
+    "      --offset N         replay only the dead letter at this dlq "
+    "offset\n" CLI_COMMON_HELP;
 
 enum { OPT_ID = CLI_OPT_FIRST_LOCAL, OPT_OFFSET };
 
 static const char *const dlq_headers[] = {
-    "original.topic", "original.partition", "original.offset", "error", "service", "time",
+    "original.topic",
+    "original.partition",
+    "original.offset",
+    "error",
+    "service",
+    "time",
     NULL,
 };
 
@@ -50,8 +56,8 @@ static json_t *headers_json(const rd_kafka_message_t *m)
     size_t size;
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return o;
-    for (size_t i = 0;
-         rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
          i++) {
         json_t *s = json_stringn(val ? val : "", val ? size : 0);
         if (s != NULL)
@@ -82,7 +88,8 @@ static json_t *entry_json(const rd_kafka_message_t *m)
 
 static const char *hget(const json_t *entry, const char *name)
 {
-    const char *v = json_string_value(json_object_get(json_object_get(entry, "headers"), name));
+    const char *v =
+        json_string_value(json_object_get(json_object_get(entry, "headers"), name));
     return v ? v : "-";
 }
 
@@ -148,8 +155,9 @@ static int replay_one(cli_ctx *ctx, replay *r, const rd_kafka_message_t *m, json
     const char *topic = json_string_value(
         json_object_get(json_object_get(e, "headers"), "original.topic"));
     if (topic == NULL)
-        return cli_fail(ctx, "dlq offset %lld has no original.topic (a timer's dead "
-                             "letter?); not replayed",
+        return cli_fail(ctx,
+                        "dlq offset %lld has no original.topic (a timer's dead "
+                        "letter?); not replayed",
                         (long long)m->offset);
     const char *name;
     json_t *v;
@@ -206,8 +214,7 @@ static int list_dlq(cli_ctx *ctx, const char *topic)
     } else if (rc == CLI_OK) {
         size_t i;
         json_t *e;
-        json_array_foreach(list, i, e)
-            print_entry(e);
+        json_array_foreach(list, i, e) print_entry(e);
         printf("%zu dead letter%s in %s\n", json_array_size(list),
                json_array_size(list) == 1 ? "" : "s", topic);
     }
@@ -226,7 +233,8 @@ static int replay_dlq(cli_ctx *ctx, const char *topic, const selector *s)
         rc = cli_fail(ctx, "replay: %s", err.text);
     ev_producer_free(r.p);
     if (rc == CLI_OK && r.sent == 0 && (s->id != NULL || s->offset >= 0))
-        return cli_fail(ctx, "no dead letter in %s matches; see `choreo dlq list`", topic);
+        return cli_fail(ctx, "no dead letter in %s matches; see `choreo dlq list`",
+                        topic);
     if (rc == CLI_OK)
         printf("%zu record%s replayed from %s\n", r.sent, r.sent == 1 ? "" : "s", topic);
     return rc == CLI_OK && r.failed == 0 ? CLI_OK : CLI_FAIL;
@@ -257,8 +265,7 @@ int cli_dlq(cli_ctx *ctx, int argc, char **argv)
         if (c == OPT_ID) {
             s.id = optarg;
         } else if (c == OPT_OFFSET) {
-            if (!cli_parse_long(optarg, 0, LONG_MAX,
-                                &s.offset))
+            if (!cli_parse_long(optarg, 0, LONG_MAX, &s.offset))
                 return cli_usage_error(ctx, "--offset wants a number, not '%s'", optarg);
         } else {
             rc = cli_common_opt(ctx, c, optarg);

@@ -49,7 +49,8 @@ static void print_chain(cli_ctx *ctx, json_t *flow)
             printf("  %-22s  -> ", i == 0 ? type : "");
             json_array_foreach(alts, j, t)
             {
-                const ev_event_route *r = ev_contract_route(ctx->contract, json_string_value(t));
+                const ev_event_route *r =
+                    ev_contract_route(ctx->contract, json_string_value(t));
                 printf("%s%s", j ? " | " : "", json_string_value(t));
                 if (j + 1 == json_array_size(alts) && r != NULL)
                     printf("   (by %s)", r->producer);
@@ -75,7 +76,8 @@ static void print_text(cli_ctx *ctx)
     for (size_t i = 0; i < n; i++) {
         char topic[CLI_TOPIC_MAX];
         cli_topic(ctx, r[i].topic, topic);
-        printf("  %-24s %-16s %-12s %s\n", r[i].type, topic, r[i].key_field, r[i].producer);
+        printf("  %-24s %-16s %-12s %s\n", r[i].type, topic, r[i].key_field,
+               r[i].producer);
     }
     json_t *flow = json_object_get(ev_contract_json(c), "flow");
     if (json_is_object(flow))

@@ -28,17 +28,17 @@ static const char usage[] =
     "  -r, --rate R           orders per second (default: unlimited)\n"
     "      --customers C      customers to register (default 10)\n"
     "      --skus S           skus to stock (default 10)\n"
-    "      --timeout D        give up waiting for outcomes after D (default 120s)\n"
-    CLI_COMMON_HELP;
+    "      --timeout D        give up waiting for outcomes after D (default "
+    "120s)\n" CLI_COMMON_HELP;
 
 enum { OPT_CUSTOMERS = CLI_OPT_FIRST_LOCAL, OPT_SKUS, OPT_TIMEOUT };
 
 typedef struct order_state {
-    int64_t placed_ms;     /* event time of order.placed */
-    int64_t confirmed_ms;  /* event time of order.confirmed, 0 = not yet */
-    int64_t sent_mono;     /* this process's clock at send */
-    int64_t seen_mono;     /* ... when its order.confirmed was read */
-    const char *end;       /* terminal type, NULL = not yet */
+    int64_t placed_ms;    /* event time of order.placed */
+    int64_t confirmed_ms; /* event time of order.confirmed, 0 = not yet */
+    int64_t sent_mono;    /* this process's clock at send */
+    int64_t seen_mono;    /* ... when its order.confirmed was read */
+    const char *end;      /* terminal type, NULL = not yet */
 } order_state;
 
 typedef struct load {
@@ -120,9 +120,10 @@ static int setup_reference_data(load *l)
     }
     for (long i = 0; rc == CLI_OK && i < l->skus; i++) {
         snprintf(id, sizeof(id), "ld-%s-s%ld", l->run, i);
-        rc = send_event(l, "stock.added",
-                        json_pack("{s:s, s:I}", "sku", id, "qty", (json_int_t)(l->orders + 1000)),
-                        NULL);
+        rc = send_event(
+            l, "stock.added",
+            json_pack("{s:s, s:I}", "sku", id, "qty", (json_int_t)(l->orders + 1000)),
+            NULL);
     }
     ev_error err;
     if (rc == CLI_OK && ev_producer_flush(l->p, 30000, &err) != 0)
@@ -165,8 +166,9 @@ static int wait_setup_read(load *l)
         cli_topic(l->ctx, needs[i].topic, topic);
         while (!group_read_all(l, rk, group, topic)) {
             if (ev_mono_ms() > deadline) {
-                rc = cli_fail(l->ctx, "group %s has not read %s after 30 s; are the "
-                                      "services running? (`choreo watch`)",
+                rc = cli_fail(l->ctx,
+                              "group %s has not read %s after 30 s; are the "
+                              "services running? (`choreo watch`)",
                               group, topic);
                 break;
             }
@@ -245,9 +247,10 @@ static int place_orders(load *l, cli_reader *r)
         snprintf(oid, sizeof(oid), "ld-%s-o%ld", l->run, i);
         snprintf(cid, sizeof(cid), "ld-%s-c%ld", l->run, i % l->customers);
         snprintf(sku, sizeof(sku), "ld-%s-s%ld", l->run, (i / l->customers) % l->skus);
-        json_t *data = json_pack("{s:s, s:s, s:[{s:s, s:i, s:i}], s:i, s:s}", "order_id", oid,
-                                 "customer_id", cid, "items", "sku", sku, "qty", 1,
-                                 "unit_price_cents", 100, "total_cents", 100, "currency", "EUR");
+        json_t *data =
+            json_pack("{s:s, s:s, s:[{s:s, s:i, s:i}], s:i, s:s}", "order_id", oid,
+                      "customer_id", cid, "items", "sku", sku, "qty", 1,
+                      "unit_price_cents", 100, "total_cents", 100, "currency", "EUR");
         l->st[i].sent_mono = ev_mono_ms();
         if (send_event(l, "order.placed", data, &l->st[i].placed_ms) != CLI_OK)
             return CLI_FAIL;
@@ -359,9 +362,11 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, load *l)
     };
     int c, r;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "n:r:", opts, NULL)) != -1) {
-        long *target = c == 'n' ? &l->orders : c == 'r' ? &l->rate
-                     : c == OPT_CUSTOMERS ? &l->customers : c == OPT_SKUS ? &l->skus
-                                                          : NULL;
+        long *target = c == 'n'             ? &l->orders
+                       : c == 'r'           ? &l->rate
+                       : c == OPT_CUSTOMERS ? &l->customers
+                       : c == OPT_SKUS      ? &l->skus
+                                            : NULL;
         if (target != NULL) {
             if (!cli_parse_long(optarg, c == 'r' ? 0 : 1, 10000000L, target))
                 return cli_usage_error(ctx, "bad number '%s'", optarg);
@@ -388,14 +393,15 @@ static int run(load *l)
     cli_reader *r = NULL;
     ev_error err;
     cli_topic(l->ctx, "orders", topic);
-    if (ev_producer_new(&l->p, l->ctx->cfg.brokers, "choreo-load", on_delivery, l, &err) != 0)
+    if (ev_producer_new(&l->p, l->ctx->cfg.brokers, "choreo-load", on_delivery, l,
+                        &err) != 0)
         return cli_fail(l->ctx, "producer: %s", err.text);
     int rc = setup_reference_data(l);
     if (rc == CLI_OK)
         rc = wait_setup_read(l);
     /* From a second ago: the reader is positioned before the first order. */
-    cli_reader_opts ro = {.topics = topics, .start = CLI_START_TIME,
-                          .since_ms = ev_now_ms() - 1000};
+    cli_reader_opts ro = {
+        .topics = topics, .start = CLI_START_TIME, .since_ms = ev_now_ms() - 1000};
     if (rc == CLI_OK)
         rc = cli_reader_open(l->ctx, &ro, &r);
     if (rc == CLI_OK)
@@ -436,8 +442,9 @@ int cli_load(cli_ctx *ctx, int argc, char **argv)
             print_report(o);
         json_decref(o);
         if (l.n_end < (size_t)l.orders)
-            rc = cli_fail(ctx, "%zu of %ld orders did not end within --timeout; see "
-                               "`choreo watch` and `choreo trace ld-%s-o<N>`",
+            rc = cli_fail(ctx,
+                          "%zu of %ld orders did not end within --timeout; see "
+                          "`choreo watch` and `choreo trace ld-%s-o<N>`",
                           (size_t)l.orders - l.n_end, l.orders, l.run);
     }
     free(l.st);

@@ -95,7 +95,8 @@ int main(int argc, char **argv)
     }
     const cli_command *cmd = find_command(argv[optind]);
     if (cmd == NULL) {
-        fprintf(stderr, "choreo: unknown command '%s'; run `choreo --help` for the list\n",
+        fprintf(stderr,
+                "choreo: unknown command '%s'; run `choreo --help` for the list\n",
                 argv[optind]);
         rc = CLI_USAGE;
         goto cleanup;

@@ -109,8 +109,9 @@ ev_contract *cli_contract(cli_ctx *ctx)
     snprintf(path, sizeof(path), "%s/choreography.json", ctx->cfg.schema_dir);
     if (ev_contract_load(&ctx->contract, path, &err) != 0) {
         ctx->contract = NULL;
-        cli_fail(ctx, "cannot load the contract %s: %s; set CHOREO_SCHEMA_DIR or "
-                      "--schema-dir to the schemas/ directory",
+        cli_fail(ctx,
+                 "cannot load the contract %s: %s; set CHOREO_SCHEMA_DIR or "
+                 "--schema-dir to the schemas/ directory",
                  path, err.text);
     }
     return ctx->contract;
@@ -129,8 +130,9 @@ ev_schema_set *cli_schemas(cli_ctx *ctx)
     if (ev_schema_set_load_dir(ctx->schemas, ctx->cfg.schema_dir, &err) != 0) {
         ev_schema_set_free(ctx->schemas);
         ctx->schemas = NULL;
-        cli_fail(ctx, "cannot load the schemas in %s: %s; set CHOREO_SCHEMA_DIR or "
-                      "--schema-dir to the schemas/ directory",
+        cli_fail(ctx,
+                 "cannot load the schemas in %s: %s; set CHOREO_SCHEMA_DIR or "
+                 "--schema-dir to the schemas/ directory",
                  ctx->cfg.schema_dir, err.text);
     }
     return ctx->schemas;

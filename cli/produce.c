@@ -27,7 +27,8 @@ static const char usage[] =
     "      --id ID            event id (default: a new UUIDv4)\n"
     "      --correlation ID   correlation id (default: the event's own id)\n"
     "      --subject S        subject (default: the key)\n"
-    "      --raw TOPIC        send the bytes of --data or stdin as they are\n" CLI_COMMON_HELP;
+    "      --raw TOPIC        send the bytes of --data or stdin as they "
+    "are\n" CLI_COMMON_HELP;
 
 enum { OPT_ID = CLI_OPT_FIRST_LOCAL, OPT_CORRELATION, OPT_SUBJECT, OPT_RAW };
 
@@ -81,13 +82,27 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, produce_opts *o)
     int c, r;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "d:f:k:", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': o->data = optarg; break;
-        case 'f': o->file = optarg; break;
-        case 'k': o->key = optarg; break;
-        case OPT_ID: o->id = optarg; break;
-        case OPT_CORRELATION: o->correlation = optarg; break;
-        case OPT_SUBJECT: o->subject = optarg; break;
-        case OPT_RAW: o->raw = optarg; break;
+        case 'd':
+            o->data = optarg;
+            break;
+        case 'f':
+            o->file = optarg;
+            break;
+        case 'k':
+            o->key = optarg;
+            break;
+        case OPT_ID:
+            o->id = optarg;
+            break;
+        case OPT_CORRELATION:
+            o->correlation = optarg;
+            break;
+        case OPT_SUBJECT:
+            o->subject = optarg;
+            break;
+        case OPT_RAW:
+            o->raw = optarg;
+            break;
         default:
             r = cli_common_opt(ctx, c, optarg);
             if (r != CLI_CONTINUE)
@@ -101,7 +116,8 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, produce_opts *o)
     if (o->data != NULL && o->file != NULL)
         return cli_usage_error(ctx, "--data and --file exclude each other");
     if (o->raw != NULL && (o->file || o->id || o->correlation || o->subject))
-        return cli_usage_error(ctx, "--raw sends bytes as given: only --data and --key apply");
+        return cli_usage_error(ctx,
+                               "--raw sends bytes as given: only --data and --key apply");
     o->type = o->raw ? NULL : argv[optind];
     return CLI_CONTINUE;
 }
@@ -201,7 +217,8 @@ static int report_one(cli_ctx *ctx, const delivery *d, const char *id, const cha
                       const char *key)
 {
     if (d->delivered != 1)
-        return cli_fail(ctx, "not delivered: %s; is the broker healthy? try `choreo topics`",
+        return cli_fail(ctx,
+                        "not delivered: %s; is the broker healthy? try `choreo topics`",
                         d->errstr[0] ? d->errstr : "timed out");
     if (ctx->json) {
         json_t *o = json_pack("{s:s?, s:s?, s:s, s:i, s:I, s:s}", "id", id, "type", type,
@@ -243,7 +260,8 @@ cleanup:
     return rc;
 }
 
-static int produce_single(cli_ctx *ctx, const produce_opts *o, const ev_event_route *route)
+static int produce_single(cli_ctx *ctx, const produce_opts *o,
+                          const ev_event_route *route)
 {
     char why[400];
     char *text = NULL;
@@ -333,8 +351,8 @@ static int produce_bulk(cli_ctx *ctx, const produce_opts *o, const ev_event_rout
         cli_print_json(j);
         json_decref(j);
     } else {
-        printf("produced %zu %s to %s: %zu errors, %.0f records/s (%.2f s)\n", d.delivered,
-               o->type, topic, errors, rate, secs);
+        printf("produced %zu %s to %s: %zu errors, %.0f records/s (%.2f s)\n",
+               d.delivered, o->type, topic, errors, rate, secs);
     }
     ev_producer_free(p);
     return errors == 0 ? CLI_OK : CLI_FAIL;

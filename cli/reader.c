@@ -144,7 +144,8 @@ int cli_reader_open(cli_ctx *ctx, const cli_reader_opts *o, cli_reader **out)
     while (o->topics[n] != NULL)
         n++;
     r->missing = calloc(n + 1, sizeof(char *));
-    if (r->missing == NULL || cli_kafka_new(ctx, RD_KAFKA_CONSUMER, NULL, &r->rk) != CLI_OK)
+    if (r->missing == NULL ||
+        cli_kafka_new(ctx, RD_KAFKA_CONSUMER, NULL, &r->rk) != CLI_OK)
         goto fail;
     if (assign_topics(r, o->topics, o->start, o->to_end ? NULL : &r->missing) != CLI_OK)
         goto fail;

@@ -27,11 +27,18 @@ static const char usage[] =
     "  -n, --count N          stop after N events\n"
     "      --until GLOB       stop with exit 0 at the first event of a matching type\n"
     "      --timeout DURATION stop after DURATION; exit 1 if --until/-n not reached\n"
-    "      --pretty           coloured lines even when not on a terminal\n" CLI_COMMON_HELP
+    "      --pretty           coloured lines even when not on a "
+    "terminal\n" CLI_COMMON_HELP
     "\nExample: choreo tail --from-beginning --key o-1 --until 'order.confirmed' "
     "--timeout 30s\n";
 
-enum { OPT_FROM_BEGINNING = CLI_OPT_FIRST_LOCAL, OPT_SINCE, OPT_UNTIL, OPT_TIMEOUT, OPT_PRETTY };
+enum {
+    OPT_FROM_BEGINNING = CLI_OPT_FIRST_LOCAL,
+    OPT_SINCE,
+    OPT_UNTIL,
+    OPT_TIMEOUT,
+    OPT_PRETTY
+};
 
 typedef struct tail_opts {
     const char *type, *key, *until;
@@ -54,26 +61,37 @@ static int parse_opt(cli_ctx *ctx, int c, tail_opts *o)
 {
     int64_t ms = 0;
     switch (c) {
-    case 't': o->type = optarg; return CLI_CONTINUE;
-    case 'k': o->key = optarg; return CLI_CONTINUE;
+    case 't':
+        o->type = optarg;
+        return CLI_CONTINUE;
+    case 'k':
+        o->key = optarg;
+        return CLI_CONTINUE;
     case 'n':
         if (!cli_parse_long(optarg, 1, 1000000000L, &o->count))
             return cli_usage_error(ctx, "-n wants a positive number, not '%s'", optarg);
         return CLI_CONTINUE;
-    case OPT_FROM_BEGINNING: o->start = CLI_START_BEGINNING; return CLI_CONTINUE;
+    case OPT_FROM_BEGINNING:
+        o->start = CLI_START_BEGINNING;
+        return CLI_CONTINUE;
     case OPT_SINCE:
         if (!cli_parse_duration(optarg, &ms))
-            return cli_usage_error(ctx, "--since wants a duration like 5m, not '%s'", optarg);
+            return cli_usage_error(ctx, "--since wants a duration like 5m, not '%s'",
+                                   optarg);
         o->start = CLI_START_TIME;
         o->since_ms = ev_now_ms() - ms;
         return CLI_CONTINUE;
-    case OPT_UNTIL: o->until = optarg; return CLI_CONTINUE;
+    case OPT_UNTIL:
+        o->until = optarg;
+        return CLI_CONTINUE;
     case OPT_TIMEOUT:
         if (!cli_parse_duration(optarg, &o->timeout_ms) || o->timeout_ms == 0)
             return cli_usage_error(ctx, "--timeout wants a duration like 30s, not '%s'",
                                    optarg);
         return CLI_CONTINUE;
-    case OPT_PRETTY: o->pretty = true; return CLI_CONTINUE;
+    case OPT_PRETTY:
+        o->pretty = true;
+        return CLI_CONTINUE;
     default:
         return cli_common_opt(ctx, c, optarg);
     }
@@ -149,9 +167,10 @@ static const char *type_color(const char *type)
     static const struct {
         const char *prefix, *color;
     } colors[] = {
-        {"order.", CLI_CYAN},       {"inventory.", CLI_YELLOW}, {"payment.", CLI_GREEN},
-        {"shipment.", CLI_BLUE},    {"notification.", CLI_MAGENTA},
-        {"customer.", CLI_MAGENTA}, {"stock.", CLI_YELLOW},
+        {"order.", CLI_CYAN},           {"inventory.", CLI_YELLOW},
+        {"payment.", CLI_GREEN},        {"shipment.", CLI_BLUE},
+        {"notification.", CLI_MAGENTA}, {"customer.", CLI_MAGENTA},
+        {"stock.", CLI_YELLOW},
     };
     for (size_t i = 0; i < sizeof(colors) / sizeof(colors[0]); i++)
         if (strncmp(type, colors[i].prefix, strlen(colors[i].prefix)) == 0)

@@ -12,13 +12,14 @@ static const char usage[] =
     "\n"
     "Lists the system's topics (the contract's topics and dlq.<service> for each\n"
     "service, with the prefix): partitions and the end offset of each partition.\n"
-    "--create creates them first (CreateTopics); topics that exist are left as they are.\n"
+    "--create creates them first (CreateTopics); topics that exist are left as they "
+    "are.\n"
     "\n"
     "Options:\n"
     "      --create           create the missing topics\n"
     "  -p, --partitions N     partitions of created topics (default 3)\n"
-    "  -r, --replication R    replication factor of created topics (default 1)\n"
-    CLI_COMMON_HELP;
+    "  -r, --replication R    replication factor of created topics (default "
+    "1)\n" CLI_COMMON_HELP;
 
 enum { OPT_CREATE = CLI_OPT_FIRST_LOCAL };
 
@@ -75,7 +76,8 @@ static void print_row(json_t *d)
         printf("%-32s missing (create with `choreo topics --create`)\n", topic);
         return;
     }
-    printf("%-32s %10d  %9lld  ", topic, (int)json_integer_value(json_object_get(d, "partitions")),
+    printf("%-32s %10d  %9lld  ", topic,
+           (int)json_integer_value(json_object_get(d, "partitions")),
            (long long)json_integer_value(json_object_get(d, "total")));
     size_t i;
     json_t *e;
@@ -94,9 +96,9 @@ static int list(cli_ctx *ctx, rd_kafka_t *rk, char **topics)
     } else {
         size_t i;
         json_t *d;
-        printf("%-32s %10s  %9s  %s\n", "topic", "partitions", "end total", "end offset per partition");
-        json_array_foreach(all, i, d)
-            print_row(d);
+        printf("%-32s %10s  %9s  %s\n", "topic", "partitions", "end total",
+               "end offset per partition");
+        json_array_foreach(all, i, d) print_row(d);
     }
     json_decref(all);
     return CLI_OK;
@@ -122,7 +124,8 @@ int cli_topics(cli_ctx *ctx, int argc, char **argv)
             create = true;
         } else if (c == 'p' || c == 'r') {
             if (!cli_parse_long(optarg, 1, 10000, c == 'p' ? &partitions : &replication))
-                return cli_usage_error(ctx, "-%c wants a positive number, not '%s'", c, optarg);
+                return cli_usage_error(ctx, "-%c wants a positive number, not '%s'", c,
+                                       optarg);
         } else {
             rc = cli_common_opt(ctx, c, optarg);
             if (rc != CLI_CONTINUE)

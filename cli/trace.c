@@ -178,8 +178,8 @@ static json_t *missing_steps(const trace *t, json_t *flow)
             json_array_foreach(alts, j, a) any = any || has_type(t, json_string_value(a));
             if (any || json_array_size(alts) == 0)
                 continue;
-            const ev_event_route *r =
-                ev_contract_route(t->ctx->contract, json_string_value(json_array_get(alts, 0)));
+            const ev_event_route *r = ev_contract_route(
+                t->ctx->contract, json_string_value(json_array_get(alts, 0)));
             json_array_append_new(out, json_pack("{s:s, s:O, s:s}", "after", type,
                                                  "waiting_for", alts, "service",
                                                  r ? r->producer : "?"));
@@ -211,8 +211,8 @@ static void add_group_state(trace *t, json_t *missing)
                 cli_topic(t->ctx, in[k], topics[k]);
         }
         cli_service_group(t->ctx, svc, group, sizeof(group));
-        if (cli_group_lag(t->ctx, rk, group, (const char *const *)topics, &lag, &members) ==
-            CLI_OK) {
+        if (cli_group_lag(t->ctx, rk, group, (const char *const *)topics, &lag,
+                          &members) == CLI_OK) {
             json_object_set_new(m, "group", json_string(group));
             json_object_set_new(m, "members", json_integer(members));
             json_object_set_new(m, "lag", json_integer(lag));
@@ -264,9 +264,12 @@ static void print_node(const trace *t, size_t i, const char *indent, bool last, 
     printf("%s%s%s%-*s%s %-14s %-10s %s%s/%d@%lld  %.8s%s\n", indent, branch,
            cli_color(ctx, CLI_BOLD), width > 0 ? width : 0, v->e.type,
            cli_color(ctx, CLI_RESET), service_of(&v->e), delta, cli_color(ctx, CLI_DIM),
-           v->topic, (int)v->partition, (long long)v->offset, v->e.id, cli_color(ctx, CLI_RESET));
+           v->topic, (int)v->partition, (long long)v->offset, v->e.id,
+           cli_color(ctx, CLI_RESET));
     snprintf(child_indent, sizeof(child_indent), "%s%s", indent,
-             root ? "" : last ? "   " : "│  ");
+             root   ? ""
+             : last ? "   "
+                    : "│  ");
     size_t last_child = SIZE_MAX;
     for (size_t j = 0; j < t->n; j++)
         if (t->ev[j].parent == (long)i)
@@ -287,8 +290,9 @@ static void print_missing(const trace *t, json_t *missing)
         printf("%swaiting for ", cli_color(t->ctx, CLI_YELLOW));
         json_array_foreach(json_object_get(m, "waiting_for"), j, a)
             printf("%s%s", j ? "|" : "", json_string_value(a));
-        printf(" from %s%s (after %s)\n", json_string_value(json_object_get(m, "service")),
-               cli_color(t->ctx, CLI_RESET), json_string_value(json_object_get(m, "after")));
+        printf(
+            " from %s%s (after %s)\n", json_string_value(json_object_get(m, "service")),
+            cli_color(t->ctx, CLI_RESET), json_string_value(json_object_get(m, "after")));
         if (json_object_get(m, "group") == NULL)
             continue;
         json_int_t members = json_integer_value(json_object_get(m, "members"));
@@ -319,7 +323,8 @@ static void print_text(const trace *t, const tev *end, json_t *missing)
                reason ? reason : "", reason ? ")" : "",
                (double)(end->t_ms - t->ev[0].t_ms) / 1000.0);
     } else {
-        printf("outcome: none yet (%.3f s since the first event)\n", (double)span / 1000.0);
+        printf("outcome: none yet (%.3f s since the first event)\n",
+               (double)span / 1000.0);
         print_missing(t, missing);
     }
 }
@@ -329,13 +334,12 @@ static json_t *trace_json(const trace *t, const tev *end, json_t *missing)
     json_t *events = json_array();
     for (size_t i = 0; i < t->n; i++) {
         const tev *v = &t->ev[i];
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:s?, s:s?}", "id",
-                              v->e.id, "type", v->e.type, "service", service_of(&v->e),
-                              "time", v->e.time, "topic", v->topic, "partition",
-                              (int)v->partition, "offset", (json_int_t)v->offset,
-                              "causationid", v->e.causationid[0] ? v->e.causationid : NULL,
-                              "correlationid",
-                              v->e.correlationid[0] ? v->e.correlationid : NULL);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:s?, s:s?}", "id", v->e.id, "type",
+            v->e.type, "service", service_of(&v->e), "time", v->e.time, "topic", v->topic,
+            "partition", (int)v->partition, "offset", (json_int_t)v->offset,
+            "causationid", v->e.causationid[0] ? v->e.causationid : NULL, "correlationid",
+            v->e.correlationid[0] ? v->e.correlationid : NULL);
         if (v->parent >= 0)
             json_object_set_new(o, "since_cause_ms",
                                 json_integer(v->t_ms - t->ev[v->parent].t_ms));
@@ -385,8 +389,9 @@ int cli_trace(cli_ctx *ctx, int argc, char **argv)
         return CLI_FAIL;
     rc = collect(&t);
     if (rc == CLI_OK && t.n == 0)
-        rc = cli_fail(ctx, "no events of %s '%s' in the system's topics (prefix '%s'); check "
-                           "the id and CHOREO_TOPIC_PREFIX",
+        rc = cli_fail(ctx,
+                      "no events of %s '%s' in the system's topics (prefix '%s'); check "
+                      "the id and CHOREO_TOPIC_PREFIX",
                       t.order_id ? "order" : "correlation id",
                       t.order_id ? t.order_id : t.correlation, ctx->cfg.topic_prefix);
     if (rc == CLI_OK) {

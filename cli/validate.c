@@ -40,7 +40,8 @@ static void report(cli_ctx *ctx, tally *t, size_t line, const char *type, const 
     } else if (error == NULL) {
         printf("line %zu: ok %s %s\n", line, type, id ? id : "");
     } else {
-        printf("line %zu: invalid%s%s: %s\n", line, type ? " " : "", type ? type : "", error);
+        printf("line %zu: invalid%s%s: %s\n", line, type ? " " : "", type ? type : "",
+               error);
     }
 }
 
@@ -56,7 +57,8 @@ static void check_record(cli_ctx *ctx, const char *type, const char *buf, size_t
         json_t *data = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
         if (data == NULL) {
             snprintf(why, sizeof(why), "not JSON: %s (column %d)", je.text, je.column);
-            report(ctx, t, line + (size_t)(je.line > 0 ? je.line - 1 : 0), type, NULL, why);
+            report(ctx, t, line + (size_t)(je.line > 0 ? je.line - 1 : 0), type, NULL,
+                   why);
             return;
         }
         int rc = ev_schema_validate_type(ctx->schemas, type, data, &err);
@@ -71,8 +73,8 @@ static void check_record(cli_ctx *ctx, const char *type, const char *buf, size_t
     }
     if (!ev_schema_has_type(ctx->schemas, e.type)) {
         report(ctx, t, line, e.type, e.id, "unknown event type (no schema)");
-    } else if (ev_schema_validate_type(ctx->schemas, e.type, e.data ? e.data : json_null(),
-                                       &err) != 0) {
+    } else if (ev_schema_validate_type(ctx->schemas, e.type,
+                                       e.data ? e.data : json_null(), &err) != 0) {
         /* The schema's pointer is into data; make it one into the envelope. */
         snprintf(why, sizeof(why), "/data%s", err.text);
         report(ctx, t, line, e.type, e.id, why);
@@ -158,7 +160,8 @@ int cli_validate(cli_ctx *ctx, int argc, char **argv)
     if (cli_schemas(ctx) == NULL)
         return CLI_FAIL;
     if (type != NULL && !ev_schema_has_type(ctx->schemas, type))
-        return cli_fail(ctx, "unknown event type '%s'; `choreo flow` lists the types", type);
+        return cli_fail(ctx, "unknown event type '%s'; `choreo flow` lists the types",
+                        type);
     if (cli_read_file(ctx, argv[optind], &buf, &len) != CLI_OK)
         return CLI_FAIL;
     t.records = ctx->json ? json_array() : NULL;

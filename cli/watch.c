@@ -23,7 +23,8 @@ static const char usage[] =
     "  STALL  lag > 0 and a partition's committed offset did not move in the window\n"
     "  STOP   lag > 0 and the group has no members\n"
     "Services commit offsets to Kafka every 5 s, so STALL and WARN are only judged\n"
-    "over windows of 5.5 s or more. On a terminal the screen refreshes every --interval.\n"
+    "over windows of 5.5 s or more. On a terminal the screen refreshes every "
+    "--interval.\n"
     "With --once, samples are taken over one --window (a sample every --interval,\n"
     "at least two) and printed once; exit 1 when a group is STOP or STALL.\n"
     "\n"
@@ -173,7 +174,8 @@ static void collect_parts(watch *w, wgroup *g)
 {
     rd_kafka_topic_partition_list_t *c = NULL;
     const char *svc = group_service(w->ctx, g->id);
-    const char *const *topics = svc ? ev_contract_service_topics(w->ctx->contract, svc) : NULL;
+    const char *const *topics =
+        svc ? ev_contract_service_topics(w->ctx->contract, svc) : NULL;
     for (size_t i = 0; topics != NULL && topics[i] != NULL; i++) {
         char full[CLI_TOPIC_MAX];
         int n = 0;
@@ -231,7 +233,8 @@ static void shift_window(watch *w, size_t keep)
         for (size_t j = 0; j < g->n_parts; j++) {
             memmove(g->parts[j].committed, g->parts[j].committed + drop,
                     (w->n - drop) * sizeof(int64_t));
-            memmove(g->parts[j].end, g->parts[j].end + drop, (w->n - drop) * sizeof(int64_t));
+            memmove(g->parts[j].end, g->parts[j].end + drop,
+                    (w->n - drop) * sizeof(int64_t));
         }
     }
     w->n -= drop;
@@ -352,10 +355,11 @@ static const char *group_status(const watch *w, const wgroup *g, char *why, size
     }
     p = stalled_part(w, g);
     if (p != NULL) {
-        int n = snprintf(why, cap, "%s/%d committed offset %lld not moving for %.1f s, lag %lld",
-                 p->topic, (int)p->partition, (long long)p->committed[w->n - 1],
-                 (double)(w->t[w->n - 1] - w->t[0]) / 1000.0,
-                 (long long)part_lag(p, w->n - 1));
+        int n = snprintf(why, cap,
+                         "%s/%d committed offset %lld not moving for %.1f s, lag %lld",
+                         p->topic, (int)p->partition, (long long)p->committed[w->n - 1],
+                         (double)(w->t[w->n - 1] - w->t[0]) / 1000.0,
+                         (long long)part_lag(p, w->n - 1));
         (void)n;
         return "STALL";
     }
@@ -378,11 +382,11 @@ static json_t *group_json(const watch *w, const wgroup *g)
     size_t k = w->n - 1;
     for (size_t i = 0; i < g->n_parts; i++) {
         const wpart *p = &g->parts[i];
-        json_t *o = json_pack("{s:s, s:i, s:I, s:I, s:I, s:s?}", "topic", p->topic,
-                              "partition", (int)p->partition, "committed",
-                              (json_int_t)p->committed[k], "end", (json_int_t)p->end[k],
-                              "lag", (json_int_t)part_lag(p, k), "owner",
-                              p->owner[0] ? p->owner : NULL);
+        json_t *o =
+            json_pack("{s:s, s:i, s:I, s:I, s:I, s:s?}", "topic", p->topic, "partition",
+                      (int)p->partition, "committed", (json_int_t)p->committed[k], "end",
+                      (json_int_t)p->end[k], "lag", (json_int_t)part_lag(p, k), "owner",
+                      p->owner[0] ? p->owner : NULL);
         json_array_append_new(parts, o);
     }
     return json_pack("{s:s, s:s, s:i, s:O, s:o, s:I, s:f, s:s, s:s}", "group", g->id,
@@ -419,8 +423,9 @@ static void print_group(const watch *w, const json_t *g)
            json_string_value(json_object_get(g, "state")),
            (int)json_integer_value(json_object_get(g, "member_count")),
            (long long)json_integer_value(json_object_get(g, "lag")),
-           json_real_value(json_object_get(g, "rate")), cli_color(ctx, status_color(status)),
-           status, cli_color(ctx, CLI_RESET), json_string_value(json_object_get(g, "reason")));
+           json_real_value(json_object_get(g, "rate")),
+           cli_color(ctx, status_color(status)), status, cli_color(ctx, CLI_RESET),
+           json_string_value(json_object_get(g, "reason")));
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(g, "partitions"), i, p)
@@ -448,15 +453,15 @@ static void print_table(const watch *w, const json_t *all, bool screen)
     if (screen)
         fputs("\033[H\033[2J", stdout);
     printf("choreo watch  brokers=%s  prefix=%s  %s  window %.1f s / %d samples\n",
-           w->ctx->cfg.brokers, w->ctx->cfg.topic_prefix[0] ? w->ctx->cfg.topic_prefix : "-",
-           now, (double)json_integer_value(json_object_get(all, "window_ms")) / 1000.0,
+           w->ctx->cfg.brokers,
+           w->ctx->cfg.topic_prefix[0] ? w->ctx->cfg.topic_prefix : "-", now,
+           (double)json_integer_value(json_object_get(all, "window_ms")) / 1000.0,
            (int)json_integer_value(json_object_get(all, "samples")));
     printf("%-28s %-12s %7s %9s %9s  %s\n", "GROUP", "STATE", "MEMBERS", "LAG", "RATE/s",
            "STATUS");
     size_t i;
     json_t *g;
-    json_array_foreach(json_object_get(all, "groups"), i, g)
-        print_group(w, g);
+    json_array_foreach(json_object_get(all, "groups"), i, g) print_group(w, g);
     if (json_array_size(json_object_get(all, "groups")) == 0)
         printf("(no consumer groups of this system yet; are the services running?)\n");
     fflush(stdout);
@@ -538,9 +543,9 @@ static int resolve_group(watch *w, const char *name, char *out, size_t cap)
     snprintf(out, cap, "%s", name);
     if (group_exists(w, out))
         return CLI_OK;
-    return cli_fail(w->ctx,
-                    "no consumer group '%s' on %s; `choreo watch` lists the system's groups",
-                    name, w->ctx->cfg.brokers);
+    return cli_fail(
+        w->ctx, "no consumer group '%s' on %s; `choreo watch` lists the system's groups",
+        name, w->ctx->cfg.brokers);
 }
 
 static void watch_free(watch *w)
@@ -571,8 +576,8 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, watch *w, const char 
         } else if (c == 'i' || c == 'w') {
             int64_t *d = c == 'i' ? &w->interval_ms : &w->window_ms;
             if (!cli_parse_duration(optarg, d) || *d < 100)
-                return cli_usage_error(ctx, "-%c wants a duration of 100ms or more, not '%s'",
-                                       c, optarg);
+                return cli_usage_error(
+                    ctx, "-%c wants a duration of 100ms or more, not '%s'", c, optarg);
         } else if (c == OPT_ONCE) {
             w->once = true;
         } else {

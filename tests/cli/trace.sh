@@ -13,7 +13,7 @@ start_service orders
 start_service inventory
 run 0 "$CHOREO" produce stock.added --data '{"sku":"s-1","qty":10}'
 # Stock and orders are on different topics: let inventory read the stock first.
-wait_group inventory '"status":"OK"' 30
+wait_group inventory '"status":"OK","reason":"caught up"' 30
 run 0 "$CHOREO" produce order.placed --data "$(ORDER_DATA o-1 c-1 s-1)"
 run 0 "$CHOREO" tail --from-beginning --key o-1 --until inventory.reserved --timeout 30s
 

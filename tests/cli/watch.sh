@@ -13,7 +13,7 @@ have_services payments || skip "no $BUILD/bin/payments yet (services not built)"
 run 0 "$CHOREO" topics --create
 start_service payments
 wait_group payments '"member_count":1' 30
-wait_group payments '"status":"OK"' 30
+wait_group payments '"status":"OK","reason":"caught up"' 30
 ok "running payments: one member, OK"
 
 stop_service payments
@@ -31,7 +31,7 @@ has "$TMP/out" "no members while lag is"
 ok "payments stopped: lag > 0, no members, STOP (and exit 1)"
 
 start_service payments
-wait_group payments '"status":"OK"' 60
+wait_group payments '"status":"OK","reason":"caught up"' 60
 grep -q '"lag":0,"rate"' "$TMP/watch.json" || fail "OK but lag not 0: $(cat "$TMP/watch.json")"
 has "$TMP/watch.json" '"member_count":1'
 ok "payments restarted: lag back to 0, OK"
