@@ -36,7 +36,7 @@ static int set_config(cli_ctx *ctx, const char *name, const char *arg)
 {
     ev_error err;
     if (ev_config_set(&ctx->cfg, name, arg, &err) != 0)
-        return cli_usage_error(ctx, "--%s: %s", name, err.text);
+        return cli_usage_error(ctx, "%s", err.text);
     return CLI_CONTINUE;
 }
 
