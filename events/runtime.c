@@ -34,6 +34,29 @@
 #define KICK_MAX_ROWS 256
 #define KICK_MS 1
 
+#define FAST_ABORT 1 /* internal: the optimistic attempt met a failing record */
+
+typedef enum { REC_APPLIED, REC_SKIPPED, REC_DEDUPED, REC_RETRY, REC_DLQ } rec_result;
+
+typedef struct fast_fail {
+    bool set;
+    size_t index; /* in the batch */
+    rec_result res;
+    int code;
+    ev_error why;
+    bool handler_ran; /* log "handler failed" with id and type */
+    char id[EV_ID_MAX];
+    char type[EV_TYPE_MAX];
+} fast_fail;
+
+typedef struct metric_note {
+    ev_metric_counter c;
+    bool labeled;
+    char type[EV_TYPE_MAX];
+    const void *val; /* the record's bytes, alive until the batch ends */
+    size_t len;
+} metric_note;
+
 /* Per assigned partition: where the DB says we are, and any retry in progress. */
 typedef struct part_state {
     char *topic;
@@ -72,6 +95,16 @@ typedef struct ev_runtime {
     ev_runtime_stats st;
     ev_metrics *metrics; /* per-type counters and histograms for /metrics */
     ev_http *http;       /* /healthz and /metrics; NULL when off */
+    /* Optimistic batches: records run without a savepoint each; the first one
+     * that fails aborts the attempt (FAST_ABORT), which is rolled back and run
+     * again with savepoints ("careful"), reusing the failed record's verdict. */
+    bool careful;
+    fast_fail fail;  /* the verdict that aborted the optimistic attempt */
+    bool diverged;   /* careful run: a record before fail.index failed too */
+    metric_note *mq; /* per-record counters, counted once the batch commits */
+    size_t n_mq, cap_mq;
+    part_state *snap; /* parts as they were before the attempt */
+    size_t cap_snap;
 } ev_runtime;
 
 struct ev_ctx {
@@ -84,8 +117,6 @@ struct ev_ctx {
     ev_error fail_err;
     int64_t now_ms;
 };
-
-typedef enum { REC_APPLIED, REC_SKIPPED, REC_DEDUPED, REC_RETRY, REC_DLQ } rec_result;
 
 /* Copies src into dst of cap bytes, truncating. */
 static void scopy(char *dst, size_t cap, const char *src)
@@ -446,14 +477,17 @@ static rec_result run_handler(ev_runtime *rt, const ev_handler *h, const ev_enve
     return rc == EV_ERETRY ? REC_RETRY : REC_DLQ;
 }
 
-/* Decides what one record is. Store errors of the runtime itself go to *fatal. */
+/* Decides what one record is: the verdict and, on failure, f->code, f->why
+ * (and the event's id and type when its handler ran). Store errors of the
+ * runtime itself go to *fatal. */
 static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t now,
-                               int *code, ev_error *why, int *fatal, ev_error *err)
+                               fast_fail *f, int *fatal, ev_error *err)
 {
     ev_envelope ev;
     rec_result res;
-    *code = ev_envelope_parse(&ev, m->payload, m->payload ? m->len : 0, &rt->limits, why);
-    if (*code != 0)
+    f->code =
+        ev_envelope_parse(&ev, m->payload, m->payload ? m->len : 0, &rt->limits, &f->why);
+    if (f->code != 0)
         return REC_DLQ;
     ev_log_where w = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, ev.id};
     const ev_handler *h = handler_for(rt->def, ev.type);
@@ -462,9 +496,9 @@ static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int6
         res = REC_SKIPPED;
         goto cleanup;
     }
-    *code = ev_schema_validate_type(rt->schemas, ev.type, ev.data ? ev.data : json_null(),
-                                    why);
-    if (*code != 0) {
+    f->code = ev_schema_validate_type(rt->schemas, ev.type,
+                                      ev.data ? ev.data : json_null(), &f->why);
+    if (f->code != 0) {
         res = REC_DLQ;
         goto cleanup;
     }
@@ -476,19 +510,29 @@ static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int6
         res = REC_DEDUPED;
         goto cleanup;
     }
-    res = run_handler(rt, h, &ev, now, code, why);
+    res = run_handler(rt, h, &ev, now, &f->code, &f->why);
     if (res == REC_APPLIED) {
         *fatal = ev_store_inbox_add(rt->store, ev.id, now, err);
         ev_log_at(EV_LOG_DEBUG, &w, "applied", "type=%s", ev.type);
     } else {
-        char q[EV_ERROR_TEXT * 2];
-        ev_log_at(res == REC_RETRY ? EV_LOG_INFO : EV_LOG_WARN, &w, "handler failed",
-                  "type=%s error=%s reason=%s", ev.type, ev_error_name(*code),
-                  ev_log_quote(q, sizeof(q), why->text));
+        f->handler_ran = true;
+        scopy(f->id, sizeof(f->id), ev.id);
+        scopy(f->type, sizeof(f->type), ev.type);
     }
 cleanup:
     ev_envelope_clear(&ev);
     return res;
+}
+
+static void log_handler_failed(const rd_kafka_message_t *m, const fast_fail *f)
+{
+    if (!f->handler_ran)
+        return;
+    ev_log_where w = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, f->id};
+    char q[EV_ERROR_TEXT * 2];
+    ev_log_at(f->res == REC_RETRY ? EV_LOG_INFO : EV_LOG_WARN, &w, "handler failed",
+              "type=%s error=%s reason=%s", f->type, ev_error_name(f->code),
+              ev_log_quote(q, sizeof(q), f->why.text));
 }
 
 static int64_t backoff_ms(const ev_config *cfg, int attempts)
@@ -534,13 +578,47 @@ static int retry_or_dlq(ev_runtime *rt, part_state *p, const rd_kafka_message_t 
 }
 
 /* Per-type counter: label = the peeked type, NULL when the peek could not say. */
-static void count_rec(ev_runtime *rt, ev_metric_counter c, const char *label,
+static void count_now(ev_runtime *rt, ev_metric_counter c, const char *label,
                       const void *val, size_t len)
 {
     if (label != NULL)
         ev_metrics_count(rt->metrics, c, label, 1);
     else
         ev_metrics_count_record(rt->metrics, c, val, len);
+}
+
+/* Noted for after the commit (an aborted attempt must not count). */
+static void count_rec(ev_runtime *rt, ev_metric_counter c, const char *label,
+                      const void *val, size_t len)
+{
+    if (rt->metrics == NULL)
+        return;
+    if (rt->n_mq == rt->cap_mq) {
+        size_t cap = rt->cap_mq ? rt->cap_mq * 2 : 256;
+        metric_note *q = realloc(rt->mq, cap * sizeof(*q));
+        if (q == NULL) {
+            count_now(rt, c, label, val, len); /* counted even if aborted */
+            return;
+        }
+        rt->mq = q;
+        rt->cap_mq = cap;
+    }
+    metric_note *n = &rt->mq[rt->n_mq++];
+    n->c = c;
+    n->labeled = label != NULL;
+    if (label != NULL)
+        scopy(n->type, sizeof(n->type), label);
+    n->val = val;
+    n->len = len;
+}
+
+static void count_flush(ev_runtime *rt)
+{
+    for (size_t i = 0; i < rt->n_mq; i++) {
+        const metric_note *n = &rt->mq[i];
+        count_now(rt, n->c, n->labeled ? n->type : NULL, n->val, n->len);
+    }
+    rt->n_mq = 0;
 }
 
 /* Tolerant reader, fast: a record whose top-level type has no handler is
@@ -564,9 +642,42 @@ static bool skip_fast(ev_runtime *rt, const rd_kafka_message_t *m, const char *t
     return true;
 }
 
-/* One record inside the batch transaction; nonzero only for fatal errors. */
-static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t now,
-                          ev_error *err)
+/* The verdict on record index: the aborted optimistic attempt's when this is
+ * the record that aborted it and nothing before it failed this time (its
+ * handler runs once per attempt), else from applying it now. */
+static rec_result verdict(ev_runtime *rt, const rd_kafka_message_t *m, size_t index,
+                          int64_t now, fast_fail *f, int *fatal, ev_error *err)
+{
+    if (rt->careful && rt->fail.set && index == rt->fail.index && !rt->diverged) {
+        *f = rt->fail;
+        return f->res;
+    }
+    return apply_record(rt, m, now, f, fatal, err);
+}
+
+/* A failed record, in a careful run: undo its writes, retry or dead-letter.
+ * 1 = offset advances, 0 = held for a retry, negative = fatal. */
+static int record_failed(ev_runtime *rt, part_state *p, const rd_kafka_message_t *m,
+                         size_t index, const fast_fail *f, ev_error *err)
+{
+    if (rt->fail.set && index < rt->fail.index)
+        rt->diverged = true;
+    log_handler_failed(m, f);
+    int rc = ev_store_rollback_to(rt->store, err);
+    if (rc != 0)
+        return rc;
+    if (f->res == REC_RETRY) {
+        int r = retry_or_dlq(rt, p, m, f->code, &f->why, err);
+        return r < 0 ? (err->code ? err->code : EV_ESTORE) : r;
+    }
+    rc = dlq_record(rt, m, f->code, f->why.text, err);
+    return rc == 0 ? 1 : rc;
+}
+
+/* One record inside the batch transaction: 0, FAST_ABORT (optimistic attempt
+ * met a failure), or a fatal error. */
+static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, size_t index,
+                          int64_t now, ev_error *err)
 {
     part_state *p = part_get(rt, rd_kafka_topic_name(m->rkt), m->partition);
     if (p == NULL)
@@ -581,23 +692,22 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t n
     char type[EV_TYPE_MAX];
     const char *label = ev_envelope_peek_type(val, len, type) ? type : NULL;
     count_rec(rt, EV_MC_CONSUMED, label, val, len);
+    int rc = 0;
     if (skip_fast(rt, m, label, val, len)) {
         if (p->retry_offset == m->offset)
             p->retry_offset = -1;
-        p->next = m->offset + 1;
-        p->dirty = true;
-        return 0;
+        goto advance;
     }
-    int rc = ev_store_savepoint(rt->store, err);
+    rc = rt->careful ? ev_store_savepoint(rt->store, err) : 0;
     if (rc != 0)
         return rc;
-    int code = 0, fatal = 0;
-    ev_error why = {0};
-    rec_result res = apply_record(rt, m, now, &code, &why, &fatal, err);
+    int fatal = 0;
+    fast_fail f = {0};
+    rec_result res = verdict(rt, m, index, now, &f, &fatal, err);
     if (fatal != 0)
         return fatal;
     if (res == REC_APPLIED || res == REC_SKIPPED || res == REC_DEDUPED) {
-        rc = ev_store_release(rt->store, err);
+        rc = rt->careful ? ev_store_release(rt->store, err) : 0;
         rt->st.applied += res == REC_APPLIED;
         rt->st.skipped += res == REC_SKIPPED;
         rt->st.deduped += res == REC_DEDUPED;
@@ -609,27 +719,26 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, int64_t n
         count_rec(rt, mc[res], label, val, len);
         if (p->retry_offset == m->offset)
             p->retry_offset = -1;
-    } else {
-        rc = ev_store_rollback_to(rt->store, err);
         if (rc != 0)
             return rc;
-        count_rec(rt, res == REC_RETRY ? EV_MC_RETRIED : EV_MC_DEAD_LETTERED, label, val,
-                  len);
-        if (res == REC_RETRY) {
-            int r = retry_or_dlq(rt, p, m, code, &why, err);
-            if (r < 0)
-                return err->code ? err->code : EV_ESTORE;
-            if (r == 0)
-                return 0; /* held: offset not advanced */
-        } else {
-            rc = dlq_record(rt, m, code, why.text, err);
-        }
+        goto advance;
     }
-    if (rc == 0) {
-        p->next = m->offset + 1;
-        p->dirty = true;
+    if (!rt->careful) {
+        f.set = true;
+        f.index = index;
+        f.res = res;
+        rt->fail = f;
+        return FAST_ABORT;
     }
-    return rc;
+    count_rec(rt, res == REC_RETRY ? EV_MC_RETRIED : EV_MC_DEAD_LETTERED, label, val,
+              len);
+    rc = record_failed(rt, p, m, index, &f, err);
+    if (rc <= 0)
+        return rc; /* held (0) or fatal */
+advance:
+    p->next = m->offset + 1;
+    p->dirty = true;
+    return 0;
 }
 
 /* ---- timers ---- */
@@ -768,7 +877,7 @@ static int batch_body(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, int64
 {
     int rc = delete_delivered(rt, err);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = process_record(rt, msgs[i], now, err);
+        rc = process_record(rt, msgs[i], i, now, err);
     if (rc == 0 && timers)
         rc = fire_due_timers(rt, now, err);
     if (rc == 0 && prune) {
@@ -780,17 +889,70 @@ static int batch_body(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, int64
     return rc;
 }
 
-/* Applies msgs (may be 0), due timers, deletions and pruning in one transaction. */
+/* What an aborted optimistic attempt must give back: counters and partitions. */
+static bool snap_take(ev_runtime *rt, ev_runtime_stats *st, size_t *n_parts)
+{
+    if (rt->cap_snap < rt->n_parts) {
+        part_state *q = realloc(rt->snap, rt->n_parts * sizeof(*q));
+        if (q == NULL)
+            return false;
+        rt->snap = q;
+        rt->cap_snap = rt->n_parts;
+    }
+    if (rt->n_parts > 0)
+        memcpy(rt->snap, rt->parts, rt->n_parts * sizeof(*rt->parts));
+    *st = rt->st;
+    *n_parts = rt->n_parts;
+    return true;
+}
+
+static void snap_restore(ev_runtime *rt, const ev_runtime_stats *st, size_t n_parts)
+{
+    rt->st = *st;
+    if (n_parts > 0)
+        memcpy(rt->parts, rt->snap, n_parts * sizeof(*rt->parts));
+    for (size_t i = n_parts; i < rt->n_parts; i++) { /* met during the attempt */
+        part_state *p = &rt->parts[i];
+        *p = (part_state){
+            .topic = p->topic, .partition = p->partition, .next = -1, .retry_offset = -1};
+    }
+    rt->n_mq = 0;
+}
+
+static int attempt(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, int64_t now,
+                   bool prune, bool timers, ev_error *err)
+{
+    int rc = ev_store_begin(rt->store, err);
+    return rc != 0 ? rc : batch_body(rt, msgs, n, now, prune, timers, err);
+}
+
+/* Applies msgs (may be 0), due timers, deletions and pruning in one transaction:
+ * first without a savepoint per record; if a record fails, that attempt is
+ * rolled back and the batch runs again with savepoints (bench/hotpath: a
+ * savepoint per record cost ~10,000 instructions/event). */
 static int run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool prune,
                      bool timers, ev_error *err)
 {
     int64_t t0 = ev_metrics_now_us();
     int64_t now = ev_now_ms();
-    size_t n_deleted = rt->n_done;
-    int rc = ev_store_begin(rt->store, err);
-    if (rc != 0)
-        return rc;
-    rc = batch_body(rt, msgs, n, now, prune, timers, err);
+    size_t n_deleted = rt->n_done, n_parts = 0;
+    ev_runtime_stats st;
+    rt->fail.set = false;
+    rt->diverged = false;
+    rt->n_mq = 0;
+    rt->careful = !snap_take(rt, &st, &n_parts);
+    int rc = attempt(rt, msgs, n, now, prune, timers, err);
+    if (rc == FAST_ABORT) {
+        ev_error e2 = {0};
+        rc = ev_store_rollback(rt->store, &e2);
+        snap_restore(rt, &st, n_parts);
+        rt->careful = true;
+        if (rc == 0)
+            rc = attempt(rt, msgs, n, now, prune, timers, err);
+        else
+            *err = e2;
+    }
+    rt->careful = false;
     int64_t c0 = ev_metrics_now_us();
     if (rc == 0)
         rc = ev_store_commit(rt->store, err);
@@ -798,8 +960,10 @@ static int run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool p
     if (rc != 0) {
         ev_error e2 = {0};
         ev_store_rollback(rt->store, &e2);
+        rt->n_mq = 0;
         return rc;
     }
+    count_flush(rt);
     after_commit(rt, n_deleted);
     rt->st.batches++;
     rt->st.last_commit_ms = ev_now_ms();
@@ -1144,6 +1308,8 @@ static void rt_free(ev_runtime *rt)
         free(rt->parts[i].topic);
     free(rt->parts);
     free(rt->done);
+    free(rt->snap);
+    free(rt->mq);
 }
 
 /* ---- the loop ---- */
