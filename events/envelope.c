@@ -1247,24 +1247,40 @@ typedef struct writer {
     bool too_big, nomem;
 } writer;
 
-static int put(writer *w, const char *s, size_t n)
+/* Capacity for n more bytes (and a NUL), whatever the record limit. */
+static int grow(writer *w, size_t n)
 {
+    if (w->len + n + 1 <= w->cap)
+        return 0;
+    size_t cap = w->cap * 2;
+    while (cap < w->len + n + 1)
+        cap *= 2;
+    char *b = realloc(w->buf, cap);
+    if (b == NULL) {
+        w->nomem = true;
+        return -1;
+    }
+    w->buf = b;
+    w->cap = cap;
+    return 0;
+}
+
+/* Room for n more bytes within the record limit; -1 with the flag set. */
+static inline int reserve(writer *w, size_t n)
+{
+    if (w->len + n + 1 <= w->cap && w->len + n <= w->max)
+        return 0;
     if (w->len + n > w->max) {
         w->too_big = true;
         return -1;
     }
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap * 2;
-        while (cap < w->len + n + 1)
-            cap *= 2;
-        char *b = realloc(w->buf, cap);
-        if (b == NULL) {
-            w->nomem = true;
-            return -1;
-        }
-        w->buf = b;
-        w->cap = cap;
-    }
+    return grow(w, n);
+}
+
+static inline int put(writer *w, const char *s, size_t n)
+{
+    if (reserve(w, n) != 0)
+        return -1;
     memcpy(w->buf + w->len, s, n);
     w->len += n;
     return 0;
@@ -1278,27 +1294,38 @@ static int dump_cb(const char *buffer, size_t size, void *data)
 /* ,"name":"value" with JSON escaping (values are at most EV_SOURCE_MAX bytes). */
 static int put_attr(writer *w, const char *name, const char *value)
 {
-    char tmp[EV_SOURCE_MAX * 6 + 64];
-    size_t n = 0;
-    tmp[n++] = ',';
-    tmp[n++] = '"';
-    size_t nl = strlen(name);
-    memcpy(tmp + n, name, nl);
-    n += nl;
-    memcpy(tmp + n, "\":\"", 3);
-    n += 3;
+    static const char hex[] = "0123456789abcdef";
+    size_t nl = strlen(name), vl = strlen(value);
+    if (w->too_big || w->nomem || grow(w, nl + 6 * vl + 6) != 0)
+        return -1;
+    char *o = w->buf + w->len;
+    *o++ = ',';
+    *o++ = '"';
+    memcpy(o, name, nl);
+    o += nl;
+    memcpy(o, "\":\"", 3);
+    o += 3;
     for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
         if (*p == '"' || *p == '\\') {
-            tmp[n++] = '\\';
-            tmp[n++] = (char)*p;
+            *o++ = '\\';
+            *o++ = (char)*p;
         } else if (*p < 0x20) {
-            n += (size_t)snprintf(tmp + n, 7, "\\u%04x", *p);
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[*p >> 4];
+            o[5] = hex[*p & 15];
+            o += 6;
         } else {
-            tmp[n++] = (char)*p;
+            *o++ = (char)*p;
         }
     }
-    tmp[n++] = '"';
-    return put(w, tmp, n);
+    *o++ = '"';
+    size_t len = (size_t)(o - w->buf);
+    if (len > w->max) { /* as put would have refused it: nothing written */
+        w->too_big = true;
+        return -1;
+    }
+    w->len = len;
+    return 0;
 }
 
 /* ---- fast dump: jansson's JSON_COMPACT output, written directly ---- */
