@@ -609,20 +609,13 @@ static bool fp_escape(const unsigned char *s, const unsigned char *end, uint32_t
     return true;
 }
 
-/* Past the bytes of s that need no attention in a string: 8 at a time while
- * none is a quote, a backslash, a control character or above 0x7f. */
+/* Past the bytes of s that need no attention in a string (a quote, a backslash,
+ * a control character or a byte above 0x7f stops it), 4 at a time (S_PLAIN is 0). */
 static const unsigned char *plain_run(const unsigned char *s, const unsigned char *end)
 {
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    while (end - s >= 8) {
-        uint64_t x;
-        memcpy(&x, s, 8);
-        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
-        uint64_t hit = ((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x;
-        if ((hit & highs) != 0)
-            break;
-        s += 8;
-    }
+    while (end - s >= 4 &&
+           (str_class[s[0]] | str_class[s[1]] | str_class[s[2]] | str_class[s[3]]) == 0)
+        s += 4;
     while (s < end && str_class[*s] == S_PLAIN)
         s++;
     return s;
