@@ -327,41 +327,63 @@ static uint32_t rol32(uint32_t x, int n)
     return x << n | x >> (32 - n);
 }
 
-#define SHA1_ROUND(f, k)                                                                 \
+/* One round, unrolled by the callers with the five words rotating by name
+ * (no moves); w is the 16-word rolling schedule. */
+#define SHA1_W(i)                                                                        \
+    (w[(i)&15] = rol32(                                                                  \
+         w[((i) + 13) & 15] ^ w[((i) + 8) & 15] ^ w[((i) + 2) & 15] ^ w[(i)&15], 1))
+#define SHA1_R(a, b, c, d, e, f, k, wi)                                                  \
     do {                                                                                 \
-        uint32_t t = rol32(a, 5) + (f) + e + (k) + w[i];                                 \
-        e = d;                                                                           \
-        d = c;                                                                           \
-        c = rol32(b, 30);                                                                \
-        b = a;                                                                           \
-        a = t;                                                                           \
+        e += rol32(a, 5) + (f) + (k) + (wi);                                             \
+        b = rol32(b, 30);                                                                \
     } while (0)
+#define SHA1_F1(b, c, d) ((d) ^ ((b) & ((c) ^ (d))))
+#define SHA1_F2(b, c, d) ((b) ^ (c) ^ (d))
+#define SHA1_F3(b, c, d) (((b) & (c)) | ((d) & ((b) | (c))))
+#define SHA1_5(F, k, i, W)                                                               \
+    do {                                                                                 \
+        SHA1_R(a, b, c, d, e, F(b, c, d), k, W(i));                                      \
+        SHA1_R(e, a, b, c, d, F(a, b, c), k, W(i + 1));                                  \
+        SHA1_R(d, e, a, b, c, F(e, a, b), k, W(i + 2));                                  \
+        SHA1_R(c, d, e, a, b, F(d, e, a), k, W(i + 3));                                  \
+        SHA1_R(b, c, d, e, a, F(c, d, e), k, W(i + 4));                                  \
+    } while (0)
+#define SHA1_W0(i) w[i]
 
 static void sha1_block(uint32_t h[5], const unsigned char *p)
 {
-    uint32_t w[80];
+    uint32_t w[16];
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
                (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    int i = 0;
-    for (; i < 20; i++)
-        SHA1_ROUND(d ^ (b & (c ^ d)), 0x5a827999u);
-    for (; i < 40; i++)
-        SHA1_ROUND(b ^ c ^ d, 0x6ed9eba1u);
-    for (; i < 60; i++)
-        SHA1_ROUND((b & c) | (d & (b | c)), 0x8f1bbcdcu);
-    for (; i < 80; i++)
-        SHA1_ROUND(b ^ c ^ d, 0xca62c1d6u);
+    SHA1_5(SHA1_F1, 0x5a827999u, 0, SHA1_W0);
+    SHA1_5(SHA1_F1, 0x5a827999u, 5, SHA1_W0);
+    SHA1_5(SHA1_F1, 0x5a827999u, 10, SHA1_W0);
+    SHA1_R(a, b, c, d, e, SHA1_F1(b, c, d), 0x5a827999u, w[15]);
+    SHA1_R(e, a, b, c, d, SHA1_F1(a, b, c), 0x5a827999u, SHA1_W(16));
+    SHA1_R(d, e, a, b, c, SHA1_F1(e, a, b), 0x5a827999u, SHA1_W(17));
+    SHA1_R(c, d, e, a, b, SHA1_F1(d, e, a), 0x5a827999u, SHA1_W(18));
+    SHA1_R(b, c, d, e, a, SHA1_F1(c, d, e), 0x5a827999u, SHA1_W(19));
+    for (int i = 20; i < 40; i += 5)
+        SHA1_5(SHA1_F2, 0x6ed9eba1u, i, SHA1_W);
+    for (int i = 40; i < 60; i += 5)
+        SHA1_5(SHA1_F3, 0x8f1bbcdcu, i, SHA1_W);
+    for (int i = 60; i < 80; i += 5)
+        SHA1_5(SHA1_F2, 0xca62c1d6u, i, SHA1_W);
     h[0] += a;
     h[1] += b;
     h[2] += c;
     h[3] += d;
     h[4] += e;
 }
-#undef SHA1_ROUND
+#undef SHA1_W0
+#undef SHA1_5
+#undef SHA1_F3
+#undef SHA1_F2
+#undef SHA1_F1
+#undef SHA1_R
+#undef SHA1_W
 
 /* The first 16 bytes of SHA-1(ns || name). */
 static void sha1_ns(unsigned char out[16], const unsigned char ns[16], const char *name,
