@@ -1320,7 +1320,14 @@ static int put_attr(writer *w, const char *name, const char *value)
     o += nl;
     memcpy(o, "\":\"", 3);
     o += 3;
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+    const unsigned char *p = (const unsigned char *)value, *end = p + vl;
+    while (p < end) {
+        const unsigned char *run = plain_run(p, end);
+        memcpy(o, p, (size_t)(run - p));
+        o += run - p;
+        p = run;
+        if (p == end)
+            break;
         if (*p == '"' || *p == '\\') {
             *o++ = '\\';
             *o++ = (char)*p;
@@ -1330,8 +1337,9 @@ static int put_attr(writer *w, const char *name, const char *value)
             o[5] = hex[*p & 15];
             o += 6;
         } else {
-            *o++ = (char)*p;
+            *o++ = (char)*p; /* UTF-8, checked by check_out_attrs */
         }
+        p++;
     }
     *o++ = '"';
     size_t len = (size_t)(o - w->buf);
