@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uuid/uuid.h>
 
 #include "envelope.h"
 
@@ -497,6 +498,28 @@ START_TEST(uuids_have_version_and_form)
 }
 END_TEST
 
+/* ev_uuid5 is RFC 4122 UUIDv5: the same bytes as libuuid's uuid_generate_sha1
+ * in choreo's namespace, for names around every SHA-1 padding boundary. */
+START_TEST(uuid5_matches_libuuid)
+{
+    static const uuid_t ns = {0xc0, 0xe0, 0xf6, 0xa2, 0x5b, 0x7d, 0x4e, 0x1a,
+                              0x9c, 0x3f, 0x2d, 0x8b, 0x6a, 0x4e, 0x7f, 0x10};
+    static const size_t lens[] = {0,  1,  38, 39,  40,  47,  48,  55,
+                                  56, 63, 64, 103, 104, 119, 120, 200};
+    char name[256], got[EV_UUID_LEN], want[EV_UUID_LEN];
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (size_t j = 0; j < lens[i]; j++)
+            name[j] = (char)('a' + (j * 7 + i) % 26);
+        name[lens[i]] = '\0';
+        uuid_t u;
+        uuid_generate_sha1(u, ns, name, lens[i]);
+        uuid_unparse_lower(u, want);
+        ev_uuid5(got, name);
+        ck_assert_msg(strcmp(got, want) == 0, "len %zu: %s != %s", lens[i], got, want);
+    }
+}
+END_TEST
+
 static Suite *envelope_suite(void)
 {
     Suite *s = suite_create("envelope");
@@ -506,6 +529,7 @@ static Suite *envelope_suite(void)
     tcase_add_loop_test(tc, good_fixture_round_trips, 0,
                         sizeof(good_files) / sizeof(good_files[0]));
     tcase_add_test(tc, full_fixture_fields);
+    tcase_add_test(tc, uuid5_matches_libuuid);
     suite_add_tcase(s, tc);
     tc = tcase_create("build");
     tcase_add_test(tc, init_serialize_parse_round_trip);
