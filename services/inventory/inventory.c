@@ -289,7 +289,7 @@ static int inv_on_release(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
         json_decref(items);
         return rc;
     }
-    ev_log(EV_LOG_INFO, "reservation released", "order_id=%s cause=%s", id, ev->type);
+    ev_log(EV_LOG_DEBUG, "reservation released", "order_id=%s cause=%s", id, ev->type);
     return ev_emit(ctx, "inventory.released",
                    json_pack("{s:s, s:o}", "order_id", id, "items", items), err);
 }
@@ -326,7 +326,7 @@ static int inv_on_returned(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
         return rc;
     rc = inv_move(ctx, id, INV_RESTOCK, NULL, err);
     if (rc == 0)
-        ev_log(EV_LOG_INFO, "shipment restocked", "order_id=%s", id);
+        ev_log(EV_LOG_DEBUG, "shipment restocked", "order_id=%s", id);
     return rc < 0 ? rc : inv_set_status(ctx, id, "RETURNED", err);
 }
 

@@ -114,7 +114,7 @@ static int ord_transition(ev_ctx *ctx, const char *order_id, const char *status,
     if (rc < 0)
         return rc;
     rc = ev_timer_disarm(ctx, order_id, ORD_TIMER, err);
-    ev_log(EV_LOG_INFO, "order transition", "order_id=%s status=%s reason=%s", order_id,
+    ev_log(EV_LOG_DEBUG, "order transition", "order_id=%s status=%s reason=%s", order_id,
            status, reason ? reason : "-");
     return rc;
 }

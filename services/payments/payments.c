@@ -109,7 +109,7 @@ static int pay_decline(ev_ctx *ctx, const char *order_id, const char *reason,
     int rc = pay_set_status(ctx, order_id, "DECLINED", "", reason, err);
     if (rc < 0)
         return rc;
-    ev_log(EV_LOG_INFO, "payment declined", "order_id=%s reason=%s", order_id, reason);
+    ev_log(EV_LOG_DEBUG, "payment declined", "order_id=%s reason=%s", order_id, reason);
     return ev_emit(ctx, "payment.declined",
                    json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason), err);
 }
@@ -158,7 +158,7 @@ static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
         rc = pay_outstanding(ctx, r->customer_id, r->amount, err);
     if (rc < 0)
         return rc;
-    ev_log(EV_LOG_INFO, "payment authorized", "order_id=%s amount_cents=%lld", order_id,
+    ev_log(EV_LOG_DEBUG, "payment authorized", "order_id=%s amount_cents=%lld", order_id,
            (long long)r->amount);
     return ev_emit(ctx, "payment.authorized",
                    json_pack("{s:s, s:s, s:I}", "order_id", order_id, "payment_id", pid,
@@ -265,7 +265,7 @@ static int pay_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
         rc = pay_outstanding(ctx, r.customer_id, -r.amount, err);
     if (rc < 0)
         return rc;
-    ev_log(EV_LOG_INFO, "payment refunded", "order_id=%s amount_cents=%lld", id,
+    ev_log(EV_LOG_DEBUG, "payment refunded", "order_id=%s amount_cents=%lld", id,
            (long long)r.amount);
     return ev_emit(ctx, "payment.refunded",
                    json_pack("{s:s, s:s, s:I}", "order_id", id, "payment_id",

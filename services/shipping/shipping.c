@@ -60,8 +60,8 @@ static int shp_move(ev_ctx *ctx, const char *order_id, const char *sid,
     int rc = shp_set(ctx, order_id, sid, status, err);
     if (rc < 0)
         return rc;
-    ev_log(EV_LOG_INFO, "shipment", "order_id=%s shipment_id=%s status=%s", order_id, sid,
-           status);
+    ev_log(EV_LOG_DEBUG, "shipment", "order_id=%s shipment_id=%s status=%s", order_id,
+           sid, status);
     return ev_emit(ctx, type,
                    json_pack("{s:s, s:s}", "order_id", order_id, "shipment_id", sid),
                    err);
