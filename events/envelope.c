@@ -1541,3 +1541,12 @@ int ev_envelope_serialize(const ev_envelope *e, const ev_limits *lim, char **out
     *len = w.len;
     return 0;
 }
+
+int ev_envelope_data_str(const ev_envelope *e, const char *field, const char **out,
+                         ev_error *err)
+{
+    *out = json_string_value(json_object_get(e->data, field));
+    if (*out == NULL || **out == '\0')
+        return ev_error_set(err, EV_ESCHEMA, "%s without %s", e->type, field);
+    return 0;
+}

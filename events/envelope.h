@@ -80,6 +80,12 @@ int ev_envelope_derive(ev_envelope *out, const ev_envelope *cause, const char *t
 int ev_envelope_serialize(const ev_envelope *e, const ev_limits *lim, char **out,
                           size_t *len, ev_error *err);
 
+/* The non-empty string field of e's data object, borrowed from e->data;
+ * EV_ESCHEMA naming the type and field when it is missing, empty or not a
+ * string. */
+int ev_envelope_data_str(const ev_envelope *e, const char *field, const char **out,
+                         ev_error *err);
+
 /* Releases data and zeroes the struct; safe on a zeroed envelope. */
 void ev_envelope_clear(ev_envelope *e);
 

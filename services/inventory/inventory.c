@@ -45,14 +45,6 @@ static int inv_int(sqlite3_stmt *st, int64_t *v, bool *found, ev_error *err)
     return 0;
 }
 
-static int inv_order_id(const ev_envelope *ev, const char **id, ev_error *err)
-{
-    *id = json_string_value(json_object_get(ev->data, "order_id"));
-    if (!*id || !**id)
-        return ev_error_set(err, EV_ESCHEMA, "%s without order_id", ev->type);
-    return 0;
-}
-
 /* The reservation's status into buf ("" when there is none). */
 static int inv_status(ev_ctx *ctx, const char *order_id, char *buf, size_t cap,
                       ev_error *err)
@@ -233,7 +225,7 @@ static int inv_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *id;
     char status[16];
     json_t *want = NULL;
-    int rc = inv_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
         rc = inv_status(ctx, id, status, sizeof(status), err);
     if (rc < 0)
@@ -272,7 +264,7 @@ static int inv_on_release(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
     char status[16];
-    int rc = inv_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
         rc = inv_status(ctx, id, status, sizeof(status), err);
     if (rc < 0)
@@ -300,7 +292,7 @@ static int inv_on_dispatched(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
     char status[16];
-    int rc = inv_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
         rc = inv_status(ctx, id, status, sizeof(status), err);
     if (rc < 0)
@@ -319,7 +311,7 @@ static int inv_on_returned(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
     char status[16];
-    int rc = inv_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
         rc = inv_status(ctx, id, status, sizeof(status), err);
     if (rc < 0 || strcmp(status, "SHIPPED") != 0)

@@ -49,15 +49,6 @@ static const char *ord_str(const json_t *data, const char *field)
     return json_string_value(json_object_get(data, field));
 }
 
-/* The order_id of an event's data; EV_ESCHEMA when missing. */
-static int ord_id(const ev_envelope *ev, const char **id, ev_error *err)
-{
-    *id = ord_str(ev->data, "order_id");
-    if (!*id || !**id)
-        return ev_error_set(err, EV_ESCHEMA, "%s without order_id", ev->type);
-    return 0;
-}
-
 /* Reads the row of an order; *found false when there is none. */
 static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
                     ev_error *err)
@@ -168,7 +159,7 @@ static int ord_decide(ev_ctx *ctx, const char *order_id, ev_error *err)
 static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    int rc = ord_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
     ord_row r;
@@ -208,7 +199,7 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 static int ord_fact(ev_ctx *ctx, const ev_envelope *ev, const char *sql, ev_error *err)
 {
     const char *id;
-    int rc = ord_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
     const char *pay = ord_str(ev->data, "payment_id");
@@ -258,7 +249,7 @@ static int ord_on_dispatched(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 static int ord_on_cancel_requested(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    int rc = ord_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
     ord_row r;

@@ -39,14 +39,6 @@ typedef struct pay_row {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
-static int pay_order_id(const ev_envelope *ev, const char **id, ev_error *err)
-{
-    *id = json_string_value(json_object_get(ev->data, "order_id"));
-    if (!*id || !**id)
-        return ev_error_set(err, EV_ESCHEMA, "%s without order_id", ev->type);
-    return 0;
-}
-
 static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
                     ev_error *err)
 {
@@ -201,7 +193,7 @@ static int pay_on_customer(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    int rc = pay_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
     const char *customer = json_string_value(json_object_get(ev->data, "customer_id"));
@@ -224,7 +216,7 @@ static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 static int pay_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    int rc = pay_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
     rc = ev_store_exec(
@@ -244,7 +236,7 @@ static int pay_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *id;
     pay_row r;
     bool found;
-    int rc = pay_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
         rc = pay_load(ctx, id, &r, &found, err);
     if (rc < 0)

@@ -81,21 +81,13 @@ static void shp_shipment_id(const char *order_id, char *out, size_t cap)
     snprintf(out, cap, "shp-%s", u);
 }
 
-static int shp_order_id(const ev_envelope *ev, const char **id, ev_error *err)
-{
-    *id = json_string_value(json_object_get(ev->data, "order_id"));
-    if (!*id || !**id)
-        return ev_error_set(err, EV_ESCHEMA, "%s without order_id", ev->type);
-    return 0;
-}
-
 /* ---- handlers ----------------------------------------------------------- */
 
 static int shp_on_confirmed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
     char status[16], sid[EV_ID_MAX];
-    int rc = shp_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
         rc = shp_load(ctx, id, status, sizeof(status), sid, sizeof(sid), err);
     if (rc < 0)
@@ -116,7 +108,7 @@ static int shp_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
     char status[16], sid[EV_ID_MAX];
-    int rc = shp_order_id(ev, &id, err);
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
         rc = shp_load(ctx, id, status, sizeof(status), sid, sizeof(sid), err);
     if (rc < 0)

@@ -520,6 +520,24 @@ START_TEST(uuid5_matches_libuuid)
 }
 END_TEST
 
+START_TEST(data_str_reads_a_required_string)
+{
+    ev_envelope e = {0};
+    snprintf(e.type, sizeof(e.type), "order.placed");
+    e.data = json_pack("{s:s, s:s, s:i}", "order_id", "o-1", "empty", "", "n", 3);
+    const char *v = NULL;
+    ev_error err = {0};
+    ck_assert_int_eq(ev_envelope_data_str(&e, "order_id", &v, &err), 0);
+    ck_assert_str_eq(v, "o-1");
+    static const char *const bad[] = {"empty", "n", "missing"};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(ev_envelope_data_str(&e, bad[i], &v, &err), EV_ESCHEMA);
+        ck_assert_ptr_nonnull(strstr(err.text, bad[i]));
+    }
+    ev_envelope_clear(&e);
+}
+END_TEST
+
 static Suite *envelope_suite(void)
 {
     Suite *s = suite_create("envelope");
@@ -530,6 +548,7 @@ static Suite *envelope_suite(void)
                         sizeof(good_files) / sizeof(good_files[0]));
     tcase_add_test(tc, full_fixture_fields);
     tcase_add_test(tc, uuid5_matches_libuuid);
+    tcase_add_test(tc, data_str_reads_a_required_string);
     suite_add_tcase(s, tc);
     tc = tcase_create("build");
     tcase_add_test(tc, init_serialize_parse_round_trip);
