@@ -105,6 +105,10 @@ typedef struct ev_runtime {
     size_t n_mq, cap_mq;
     part_state *snap; /* parts as they were before the attempt */
     size_t cap_snap;
+    /* def->before_commit failed: the batch was rolled back, its partitions
+     * paused until hold_until (monotonic ms) and timers wait as well. */
+    int64_t hold_until;
+    int hold_attempts; /* consecutive before_commit failures */
 } ev_runtime;
 
 struct ev_ctx {
@@ -926,6 +930,85 @@ static int attempt(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, int64_t 
     return rc != 0 ? rc : batch_body(rt, msgs, n, now, prune, timers, err);
 }
 
+/* The state a batch started from, to undo it without the database's help. */
+typedef struct batch_start {
+    bool taken; /* the partition snapshot exists */
+    ev_runtime_stats st;
+    size_t n_parts;
+    int64_t timer_due;
+    uint64_t work; /* applied + timers fired */
+} batch_start;
+
+/* The service's before_commit hook, if the batch did any work. */
+static int call_before_commit(ev_runtime *rt, const batch_start *bs, int64_t now,
+                              ev_error *why)
+{
+    if (rt->def->before_commit == NULL ||
+        rt->st.applied + rt->st.timers_fired == bs->work)
+        return 0;
+    ev_ctx ctx = {.rt = rt, .now_ms = now};
+    int rc = rt->def->before_commit(&ctx, why);
+    if (rc == 0 && ctx.failed != 0) {
+        rc = ctx.failed;
+        *why = ctx.fail_err;
+    }
+    if (rc != 0 && why->text[0] == '\0')
+        ev_error_set(why, rc, "before commit failed: %s", ev_error_name(rc));
+    if (rc == 0)
+        rt->hold_attempts = 0;
+    return rc;
+}
+
+/* Pauses the record's partition until hold_until and seeks it back to the
+ * record (the first of its partition in the batch: records come in order). */
+static int hold_partition(ev_runtime *rt, const rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    part_state *p = part_get(rt, topic, m->partition);
+    if (p == NULL)
+        return EV_ENOMEM;
+    if (p->resume_at == rt->hold_until)
+        return 0; /* an earlier record of the batch held it */
+    p->resume_at = rt->hold_until;
+    ev_error e = {0};
+    if (ev_consumer_pause(rt->cons, topic, m->partition, true, &e) != 0 ||
+        ev_consumer_seek(rt->cons, topic, m->partition, m->offset, &e) != 0) {
+        ev_log_where w = {topic, m->partition, m->offset, NULL};
+        ev_log_at(EV_LOG_WARN, &w, "hold pause/seek failed", "error=%s", e.text);
+    }
+    return 0;
+}
+
+/* before_commit failed: the whole batch is undone and re-read after a
+ * backoff. Fatal only when the rollback fails or there is no snapshot. */
+static int batch_retry(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n,
+                       const batch_start *bs, const ev_error *why, ev_error *err)
+{
+    rt->n_mq = 0;
+    int rc = ev_store_rollback(rt->store, err);
+    if (rc == 0 && !bs->taken)
+        rc = ev_error_set(err, why->code ? why->code : EV_ERETRY,
+                          "before commit (no snapshot to retry from): %s", why->text);
+    if (rc != 0)
+        return rc;
+    snap_restore(rt, &bs->st, bs->n_parts);
+    rt->next_timer_due = bs->timer_due;
+    rt->hold_attempts++;
+    rt->st.retried++;
+    int64_t wait = backoff_ms(rt->cfg, rt->hold_attempts);
+    rt->hold_until = ev_mono_ms() + (wait > 0 ? wait : 1);
+    for (size_t i = 0; i < n; i++) {
+        if (hold_partition(rt, msgs[i]) != 0)
+            return ev_error_set(err, EV_ENOMEM, "partition table: out of memory");
+    }
+    char q[EV_ERROR_TEXT * 2];
+    ev_log(EV_LOG_WARN, "before commit failed, batch rolled back for a retry",
+           "records=%zu attempt=%d backoff_ms=%" PRId64 " error=%s reason=%s", n,
+           rt->hold_attempts, wait, ev_error_name(why->code),
+           ev_log_quote(q, sizeof(q), why->text));
+    return 0;
+}
+
 /* Applies msgs (may be 0), due timers, deletions and pruning in one transaction:
  * first without a savepoint per record; if a record fails, that attempt is
  * rolled back and the batch runs again with savepoints (bench/hotpath: a
@@ -935,17 +1018,19 @@ static int run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool p
 {
     int64_t t0 = ev_metrics_now_us();
     int64_t now = ev_now_ms();
-    size_t n_deleted = rt->n_done, n_parts = 0;
-    ev_runtime_stats st;
+    size_t n_deleted = rt->n_done;
+    batch_start bs = {.timer_due = rt->next_timer_due,
+                      .work = rt->st.applied + rt->st.timers_fired};
     rt->fail.set = false;
     rt->diverged = false;
     rt->n_mq = 0;
-    rt->careful = !snap_take(rt, &st, &n_parts);
+    bs.taken = snap_take(rt, &bs.st, &bs.n_parts);
+    rt->careful = !bs.taken;
     int rc = attempt(rt, msgs, n, now, prune, timers, err);
     if (rc == FAST_ABORT) {
         ev_error e2 = {0};
         rc = ev_store_rollback(rt->store, &e2);
-        snap_restore(rt, &st, n_parts);
+        snap_restore(rt, &bs.st, bs.n_parts);
         rt->careful = true;
         if (rc == 0)
             rc = attempt(rt, msgs, n, now, prune, timers, err);
@@ -953,6 +1038,9 @@ static int run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool p
             *err = e2;
     }
     rt->careful = false;
+    ev_error why = {0};
+    if (rc == 0 && call_before_commit(rt, &bs, now, &why) != 0)
+        return batch_retry(rt, msgs, n, &bs, &why, err);
     int64_t c0 = ev_metrics_now_us();
     if (rc == 0)
         rc = ev_store_commit(rt->store, err);
@@ -1337,11 +1425,14 @@ static int poll_timeout(const ev_runtime *rt)
     int64_t t = POLL_MS;
     if (rt->relay_pending || rt->resend_from != INT64_MAX)
         t = 5;
-    if (rt->next_timer_due != INT64_MAX) {
+    int64_t mono = ev_mono_ms();
+    if (rt->hold_until > mono) {
+        int64_t d = rt->hold_until - mono;
+        t = d < t ? d : t;
+    } else if (rt->next_timer_due != INT64_MAX) {
         int64_t d = rt->next_timer_due - ev_now_ms();
         t = d < t ? d : t;
     }
-    int64_t mono = ev_mono_ms();
     for (size_t i = 0; i < rt->n_parts; i++) {
         int64_t d = rt->parts[i].resume_at - mono;
         if (rt->parts[i].resume_at != 0 && d < t)
@@ -1402,9 +1493,10 @@ static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs, volatile sig_atomi
             break;
         ev_producer_poll(rt->prod, 0);
         bool prune = ev_mono_ms() - rt->last_prune >= PRUNE_MS;
-        bool timers = ev_now_ms() >= rt->next_timer_due;
+        bool held = ev_mono_ms() < rt->hold_until; /* timers wait out a hold */
+        bool timers = !held && ev_now_ms() >= rt->next_timer_due;
         if (n > 0 || timers || prune || rt->n_done > 0)
-            rc = run_batch(rt, msgs, n, prune, true, err);
+            rc = run_batch(rt, msgs, n, prune, !held, err);
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
         if (rc == 0)

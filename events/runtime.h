@@ -44,6 +44,15 @@ typedef struct ev_service_def {
     ev_dump_fn dump;      /* may be NULL */
     /* Called once after the store is open, before the loop (may be NULL). */
     int (*start)(ev_ctx *ctx, ev_error *err);
+    /* Called once per batch just before COMMIT when the batch applied a record
+     * or fired a timer (may be NULL): makes the batch's effects outside the
+     * database durable (one fsync per batch, not per event). Any nonzero
+     * return rolls the whole batch back; the partitions it read are sought
+     * back to the batch's first offsets and paused, timers wait too, and the
+     * batch runs again after the retry backoff (doubling per consecutive
+     * failure up to a minute; never dead-lettered: no record is at fault).
+     * So handlers' outside effects must be safe to repeat (same file names). */
+    int (*before_commit)(ev_ctx *ctx, ev_error *err);
 } ev_service_def;
 
 /* Runs until *stop becomes nonzero: finishes the batch, flushes the outbox,

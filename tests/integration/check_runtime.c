@@ -449,6 +449,54 @@ static void check_outputs(svc *s, int n)
     harness_records_free(&out);
 }
 
+/* Occurrences of needle in the file at path. */
+static size_t count_in_file(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    size_t n = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+START_TEST(before_commit_failure_rolls_back_and_retries)
+{
+    svc s;
+    svc_init(&s);
+    svc_env(&s, "CHOREO_TEST_COMMIT_FAIL_TIMES=3");
+    const int n = 60;
+    json_int_t sum = send_many(&s, "hook", n);
+    json_t *data = json_pack("{s:s,s:i,s:i}", "key", "kt", "n", 1, "remind_ms", 100);
+    ck_assert_int_eq(harness_send_event(s.in, "kt", "test.add", "arm-hook", data), 0);
+    svc_start(&s);
+
+    /* Each failed batch was undone and read again: every add applied once,
+     * no output of a rolled-back batch published, the timer fired once. */
+    json_t *d = wait_dump(&s, sum + 1, n + 1, WAIT_MS);
+    SVC_ASSERT(&s, d != NULL && dump_int(d, "adds") == n + 1,
+               "not exactly once: sum %lld adds %lld", (long long)dump_int(d, "sum"),
+               (long long)dump_int(d, "adds"));
+    json_decref(d);
+    harness_records out;
+    SVC_ASSERT(&s, harness_wait_events(s.out, "test.reminded", 1, WAIT_MS, &out) == 0,
+               "timer did not fire");
+    ck_assert_uint_eq(harness_count_type(&out, "test.reminded"), 1);
+    harness_records_free(&out);
+    causes c = {"test.added", (size_t)n + 1, NULL};
+    SVC_ASSERT(&s, harness_read(s.out, have_causes, &c, WAIT_MS, &out) == 0,
+               "outputs missing");
+    ck_assert_uint_eq(harness_count_type(&out, "test.added"), (size_t)n + 1);
+    harness_records_free(&out);
+    size_t holds = count_in_file(s.log, "batch rolled back for a retry");
+    SVC_ASSERT(&s, holds == 3, "%zu rolled-back batches logged, want 3", holds);
+    svc_done(&s);
+}
+END_TEST
+
 START_TEST(kill9_mid_batch_then_restart_exactly_once)
 {
     svc s;
@@ -563,6 +611,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(tc, retryable_error_retried_then_applied_once);
     tcase_add_test(tc, permanent_retry_dead_lettered_after_max_attempts);
     tcase_add_test(tc, timer_fires_with_causation_of_arming_event);
+    tcase_add_test(tc, before_commit_failure_rolls_back_and_retries);
     tcase_add_test(tc, kill9_mid_batch_then_restart_exactly_once);
     suite_add_tcase(s, tc);
     TCase *bounce = tcase_create("own-broker");

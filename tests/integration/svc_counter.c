@@ -13,6 +13,7 @@
  *   CHOREO_TEST_FAIL_KEY      for this key, return EV_ERETRY the first
  *   CHOREO_TEST_FAIL_TIMES    ... this many times (per process)
  *   CHOREO_TEST_PERM_FAIL_KEY for this key, always EV_ERETRY
+ *   CHOREO_TEST_COMMIT_FAIL_TIMES  before_commit fails this many times
  * Data knobs: n < 0 is a permanent handler error; key "bad-emit" emits a
  * schema-invalid test.added; remind_ms arms a timer "remind" for the key. */
 static long slow_ms;
@@ -20,6 +21,8 @@ static const char *fail_key;
 static long fail_times;
 static long failed_so_far;
 static const char *perm_fail_key;
+static long commit_fail_times;
+static long commit_failed_so_far;
 
 static const ev_migration migrations[] = {
     {1, "CREATE TABLE counters(key TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL,"
@@ -131,6 +134,17 @@ static int on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
                    json_pack("{s:s,s:I}", "key", t->key, "total", total), err);
 }
 
+/* Fails the first commit_fail_times batches that did work. */
+static int before_commit(ev_ctx *ctx, ev_error *err)
+{
+    (void)ctx;
+    if (commit_failed_so_far >= commit_fail_times)
+        return 0;
+    commit_failed_so_far++;
+    return ev_error_set(err, EV_EIO, "test: before commit failure %ld of %ld",
+                        commit_failed_so_far, commit_fail_times);
+}
+
 static int dump(ev_store *s, json_t **out, ev_error *err)
 {
     sqlite3_stmt *st =
@@ -167,6 +181,7 @@ static const ev_service_def counter_def = {
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
     .on_timer = on_timer,
     .dump = dump,
+    .before_commit = before_commit,
 };
 
 int main(int argc, char **argv)
@@ -175,5 +190,6 @@ int main(int argc, char **argv)
     fail_key = getenv("CHOREO_TEST_FAIL_KEY");
     fail_times = env_long("CHOREO_TEST_FAIL_TIMES");
     perm_fail_key = getenv("CHOREO_TEST_PERM_FAIL_KEY");
+    commit_fail_times = env_long("CHOREO_TEST_COMMIT_FAIL_TIMES");
     return ev_service_main(&counter_def, argc, argv);
 }
