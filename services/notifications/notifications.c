@@ -4,6 +4,7 @@
 #include "notifications.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,44 +119,100 @@ static int ntf_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-static int ntf_fsync_dir(const char *dir)
+/* Mails written since the last sync: made durable once per batch by
+ * ntf_before_commit, before the batch's SENT rows commit. Up to NTF_SYNC_FDS
+ * files are fsynced one by one; a bigger batch syncs the file system once. */
+#define NTF_SYNC_FDS 32
+
+static struct {
+    bool dirty;    /* a mail was written since the last sync */
+    bool whole_fs; /* more than NTF_SYNC_FDS: syncfs instead */
+    int fds[NTF_SYNC_FDS];
+    size_t n_fds;
+    char dir[600]; /* the maildir */
+} ntf_sync = {.dirty = false};
+
+static void ntf_sync_forget(void)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    for (size_t i = 0; i < ntf_sync.n_fds; i++)
+        close(ntf_sync.fds[i]);
+    ntf_sync.n_fds = 0;
+}
+
+/* Keeps fd (now owned here) for the batch's sync. */
+static void ntf_sync_note(const char *dir, int fd)
+{
+    ntf_sync.dirty = true;
+    snprintf(ntf_sync.dir, sizeof(ntf_sync.dir), "%s", dir);
+    if (!ntf_sync.whole_fs && ntf_sync.n_fds < NTF_SYNC_FDS) {
+        ntf_sync.fds[ntf_sync.n_fds++] = fd;
+        return;
+    }
+    close(fd);
+    ntf_sync.whole_fs = true;
+    ntf_sync_forget();
+}
+
+/* fsync of the path (a directory), or syncfs of its file system. */
+static int ntf_sync_path(const char *path, bool whole_fs)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    int rc = fsync(fd);
+    int rc = whole_fs ? syncfs(fd) : fsync(fd);
+    int saved = errno;
     close(fd);
+    errno = saved;
     return rc;
 }
 
-/* Delivers text as new/<name>: written to tmp/, fsynced, renamed. A mail
- * already in new/ (a retry after a crash) is not written again. */
+/* ev_service_def.before_commit: the batch's mails reach the disk (files, then
+ * new/'s entries) before their SENT rows commit; on failure the batch is
+ * rolled back and re-run, rewriting the same files. */
+static int ntf_before_commit(ev_ctx *ctx, ev_error *err)
+{
+    (void)ctx;
+    if (!ntf_sync.dirty)
+        return 0;
+    char newdir[700];
+    snprintf(newdir, sizeof(newdir), "%s/new", ntf_sync.dir);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ntf_sync.n_fds; i++)
+        rc = fsync(ntf_sync.fds[i]);
+    if (rc == 0 && ntf_sync.whole_fs)
+        rc = ntf_sync_path(ntf_sync.dir, true);
+    if (rc == 0)
+        rc = ntf_sync_path(newdir, false);
+    if (rc != 0)
+        return ev_error_set(err, EV_ERETRY, "sync %s: %s", ntf_sync.dir, strerror(errno));
+    ntf_sync_forget();
+    ntf_sync.dirty = false;
+    ntf_sync.whole_fs = false;
+    return 0;
+}
+
+/* Delivers text as new/<name>: written to tmp/, renamed, made durable by
+ * ntf_before_commit. A mail already in new/ (a re-run batch) is written
+ * again: the same name and bytes, and durable only once synced. */
 static int ntf_deliver(ev_ctx *ctx, const char *name, const char *text, ev_error *err)
 {
-    char dir[600], tmp[1024], dst[1024], newdir[700];
+    char dir[600], tmp[1024], dst[1024];
     int rc = ntf_maildir(ctx, dir, sizeof(dir), err);
     if (rc < 0)
         return rc;
-    snprintf(newdir, sizeof(newdir), "%s/new", dir);
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name) >= sizeof(tmp) ||
         (size_t)snprintf(dst, sizeof(dst), "%s/new/%s", dir, name) >= sizeof(dst))
         return ev_error_set(err, EV_EINVAL, "mail path too long");
-    if (access(dst, F_OK) == 0)
-        return 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return ev_error_set(err, EV_ERETRY, "open %s: %s", tmp, strerror(errno));
-    if (ntf_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
-        rc = ev_error_set(err, EV_ERETRY, "write %s: %s", tmp, strerror(errno));
+    if (ntf_write_all(fd, text, strlen(text)) < 0 || rename(tmp, dst) < 0) {
+        rc = ev_error_set(err, EV_ERETRY, "deliver %s: %s", dst, strerror(errno));
         close(fd);
         unlink(tmp);
         return rc;
     }
-    if (close(fd) < 0 || rename(tmp, dst) < 0 || ntf_fsync_dir(newdir) < 0) {
-        rc = ev_error_set(err, EV_ERETRY, "deliver %s: %s", dst, strerror(errno));
-        unlink(tmp);
-        return rc;
-    }
+    ntf_sync_note(dir, fd);
     return 0;
 }
 
@@ -208,7 +265,7 @@ static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_erro
                            err);
     if (rc < 0)
         return rc;
-    ev_log(EV_LOG_INFO, "mail sent", "order_id=%s template=%s mail=%s", order_id, tmpl,
+    ev_log(EV_LOG_DEBUG, "mail sent", "order_id=%s template=%s mail=%s", order_id, tmpl,
            name);
     return ev_emit(ctx, "notification.sent",
                    json_pack("{s:s, s:s, s:s, s:s}", "order_id", order_id, "channel",
@@ -379,4 +436,5 @@ const ev_service_def notifications_def = {
     .migrations = ntf_migrations,
     .n_migrations = sizeof(ntf_migrations) / sizeof(ntf_migrations[0]),
     .dump = ntf_dump,
+    .before_commit = ntf_before_commit,
 };
