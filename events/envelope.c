@@ -1550,3 +1550,16 @@ int ev_envelope_data_str(const ev_envelope *e, const char *field, const char **o
         return ev_error_set(err, EV_ESCHEMA, "%s without %s", e->type, field);
     return 0;
 }
+
+void ev_derived_id(char out[EV_ID_MAX], const char *prefix, const char *key)
+{
+    size_t p = strlen(prefix), n = strlen(key);
+    if (p + n < EV_ID_MAX) {
+        memcpy(out, prefix, p);
+        memcpy(out + p, key, n + 1);
+        return;
+    }
+    char u[EV_UUID_LEN];
+    ev_uuid5(u, key);
+    snprintf(out, EV_ID_MAX, "%s%s", prefix, u);
+}

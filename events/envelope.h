@@ -94,6 +94,11 @@ void ev_uuid4(char out[EV_UUID_LEN]);
 /* Name-based UUIDv5 (SHA-1) in choreo's fixed namespace, lowercase. */
 void ev_uuid5(char out[EV_UUID_LEN], const char *name);
 
+/* A business id derived from key, the same on every retry: "<prefix><key>", or
+ * "<prefix><UUIDv5(key)>" when that would not fit in EV_ID_MAX - 1 characters.
+ * out must hold EV_ID_MAX bytes. */
+void ev_derived_id(char out[EV_ID_MAX], const char *prefix, const char *key);
+
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-24T10:00:00.123Z. */
 void ev_time_format(char out[EV_TIME_MAX], int64_t unix_ms);
 /* Parses such a time (any RFC 3339 offset); -1 when invalid. */

@@ -106,21 +106,6 @@ static int pay_decline(ev_ctx *ctx, const char *order_id, const char *reason,
                    json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason), err);
 }
 
-/* "pay-<order_id>", or "pay-<uuid5(order_id)>" when that would not be a
- * valid id (64 characters at most): the same for every retry. */
-static void pay_payment_id(const char *order_id, char *out, size_t cap)
-{
-    size_t n = strlen(order_id);
-    if (n + 4 <= 64 && n + 5 <= cap) {
-        memcpy(out, "pay-", 4);
-        memcpy(out + 4, order_id, n + 1);
-        return;
-    }
-    char u[EV_UUID_LEN];
-    ev_uuid5(u, order_id);
-    snprintf(out, cap, "pay-%s", u);
-}
-
 /* Authorizes against the customer's remaining credit, or declines. */
 static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
                          ev_error *err)
@@ -144,7 +129,7 @@ static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
     if (outstanding + r->amount > limit)
         return pay_decline(ctx, order_id, "credit_limit", err);
     char pid[EV_ID_MAX];
-    pay_payment_id(order_id, pid, sizeof(pid));
+    ev_derived_id(pid, "pay-", order_id);
     rc = pay_set_status(ctx, order_id, "AUTHORIZED", pid, "", err);
     if (rc == 0)
         rc = pay_outstanding(ctx, r->customer_id, r->amount, err);

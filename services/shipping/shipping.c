@@ -67,20 +67,6 @@ static int shp_move(ev_ctx *ctx, const char *order_id, const char *sid,
                    err);
 }
 
-/* "shp-<order_id>", or "shp-<uuid5(order_id)>" when that is longer than an id. */
-static void shp_shipment_id(const char *order_id, char *out, size_t cap)
-{
-    size_t n = strlen(order_id);
-    if (n + 4 <= 64 && n + 5 <= cap) {
-        memcpy(out, "shp-", 4);
-        memcpy(out + 4, order_id, n + 1);
-        return;
-    }
-    char u[EV_UUID_LEN];
-    ev_uuid5(u, order_id);
-    snprintf(out, cap, "shp-%s", u);
-}
-
 /* ---- handlers ----------------------------------------------------------- */
 
 static int shp_on_confirmed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
@@ -97,7 +83,7 @@ static int shp_on_confirmed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
                id, status);
         return 0;
     }
-    shp_shipment_id(id, sid, sizeof(sid));
+    ev_derived_id(sid, "shp-", id);
     rc = shp_move(ctx, id, sid, "SCHEDULED", "shipment.scheduled", err);
     if (rc < 0)
         return rc;

@@ -538,6 +538,25 @@ START_TEST(data_str_reads_a_required_string)
 }
 END_TEST
 
+START_TEST(derived_id_is_prefixed_key_or_its_uuid5)
+{
+    char out[EV_ID_MAX], u[EV_UUID_LEN], want[EV_ID_MAX], key[80];
+    ev_derived_id(out, "pay-", "o-1");
+    ck_assert_str_eq(out, "pay-o-1");
+    memset(key, 'k', 59); /* "pay-" + 59 = 63 characters: still fits */
+    key[59] = '\0';
+    ev_derived_id(out, "pay-", key);
+    ck_assert_uint_eq(strlen(out), 63);
+    ck_assert_str_eq(out + 4, key);
+    memset(key, 'k', 60); /* 64 characters would not fit: uuid5 of the key */
+    key[60] = '\0';
+    ev_derived_id(out, "pay-", key);
+    ev_uuid5(u, key);
+    snprintf(want, sizeof(want), "pay-%s", u);
+    ck_assert_str_eq(out, want);
+}
+END_TEST
+
 static Suite *envelope_suite(void)
 {
     Suite *s = suite_create("envelope");
@@ -549,6 +568,7 @@ static Suite *envelope_suite(void)
     tcase_add_test(tc, full_fixture_fields);
     tcase_add_test(tc, uuid5_matches_libuuid);
     tcase_add_test(tc, data_str_reads_a_required_string);
+    tcase_add_test(tc, derived_id_is_prefixed_key_or_its_uuid5);
     suite_add_tcase(s, tc);
     tc = tcase_create("build");
     tcase_add_test(tc, init_serialize_parse_round_trip);
