@@ -22,7 +22,7 @@ $(error .ci/deps failed: install the packages it lists, then retry)
 endif
 endif
 
-PKGS      := rdkafka jansson uuid sqlite3 libmicrohttpd
+PKGS      := rdkafka jansson uuid sqlite3 libmicrohttpd libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
