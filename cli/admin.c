@@ -9,6 +9,7 @@
 #include "bus.h"
 #include "cli.h"
 #include "envelope.h"
+#include "topics.h"
 
 #define ADMIN_TIMEOUT_MS 5000
 
@@ -391,62 +392,34 @@ int cli_group_lag(cli_ctx *ctx, rd_kafka_t *rk, const char *group,
 int cli_topics_create(cli_ctx *ctx, rd_kafka_t *rk, char **topics, int partitions,
                       int replication)
 {
-    char errstr[256];
+    ev_error err = {0};
     size_t n = 0;
-    int rc = CLI_OK;
     while (topics[n] != NULL)
         n++;
-    rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof(*nt));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o =
-        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_event_t *ev = NULL;
-    if (nt == NULL) {
-        rc = cli_fail(ctx, "out of memory");
-        goto cleanup;
-    }
+    bool *existed = calloc(n ? n : 1, sizeof(*existed));
+    if (existed == NULL)
+        return cli_fail(ctx, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, replication, errstr,
-                                      sizeof(errstr));
-        if (nt[i] == NULL) {
-            rc = cli_fail(ctx, "topic %s: %s", topics[i], errstr);
-            goto cleanup;
-        }
+        const char *one[] = {topics[i], NULL};
+        size_t missing = 1;
+        ev_topics_missing(rk, one, ADMIN_TIMEOUT_MS, &missing, NULL, 0, NULL, &err);
+        existed[i] = missing == 0;
     }
-    rd_kafka_AdminOptions_set_operation_timeout(o, ADMIN_TIMEOUT_MS, errstr,
-                                                sizeof(errstr));
-    rd_kafka_CreateTopics(rk, nt, n, o, q);
-    ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS * 2);
-    if (ev == NULL || rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rc = cli_fail(ctx, "create topics: %s",
-                      ev ? rd_kafka_event_error_string(ev) : "timed out");
-        goto cleanup;
+    int brokers = 0;
+    size_t ignored = 0;
+    ev_topics_missing(rk, NULL, ADMIN_TIMEOUT_MS, &ignored, NULL, 0, &brokers, &err);
+    int rf = replication > 0 ? replication : brokers < 3 ? brokers : 3;
+    int rc = CLI_OK;
+    if (ev_topics_create(rk, (const char *const *)topics, partitions, replication,
+                         ADMIN_TIMEOUT_MS, NULL, &err) != 0)
+        rc = cli_fail(ctx, "%s", err.text);
+    for (size_t i = 0; rc == CLI_OK && !ctx->json && i < n; i++) {
+        if (existed[i])
+            printf("exists   %s\n", topics[i]);
+        else
+            printf("created  %s (%d partitions, replication %d)\n", topics[i], partitions,
+                   rf);
     }
-    size_t nr = 0;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nr);
-    for (size_t i = 0; i < nr; i++) {
-        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
-        const char *name = rd_kafka_topic_result_name(tr[i]);
-        if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            if (!ctx->json)
-                printf("exists   %s\n", name);
-        } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            rc = cli_fail(ctx, "create %s: %s", name,
-                          rd_kafka_topic_result_error_string(tr[i]));
-        } else if (!ctx->json) {
-            printf("created  %s (%d partitions, replication %d)\n", name, partitions,
-                   replication);
-        }
-    }
-cleanup:
-    if (ev != NULL)
-        rd_kafka_event_destroy(ev);
-    for (size_t i = 0; nt != NULL && i < n; i++)
-        if (nt[i] != NULL)
-            rd_kafka_NewTopic_destroy(nt[i]);
-    free(nt);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
+    free(existed);
     return rc;
 }

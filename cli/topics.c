@@ -17,9 +17,10 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "      --create           create the missing topics\n"
-    "  -p, --partitions N     partitions of created topics (default 3)\n"
+    "  -p, --partitions N     partitions of created topics (default 3, or\n"
+    "                         CHOREO_TOPIC_PARTITIONS)\n"
     "  -r, --replication R    replication factor of created topics (default "
-    "1)\n" CLI_COMMON_HELP;
+    "min(3, brokers))\n" CLI_COMMON_HELP;
 
 enum { OPT_CREATE = CLI_OPT_FIRST_LOCAL };
 
@@ -114,7 +115,7 @@ int cli_topics(cli_ctx *ctx, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     bool create = false;
-    long partitions = 3, replication = 1;
+    long partitions = ctx->cfg.topic_partitions, replication = ctx->cfg.topic_replication;
     int c, rc;
     rd_kafka_t *rk = NULL;
     char **topics = NULL;

@@ -45,6 +45,12 @@ static const opt_spec opts[] = {
     {"batch-size", "CHOREO_BATCH_SIZE", OPT_INT, FIELD(batch_size), 1, 100000},
     {"inbox-ttl-ms", "CHOREO_INBOX_TTL_MS", OPT_I64, FIELD(inbox_ttl_ms), 1000,
      3650 * DAY_MS},
+    {"topic-partitions", "CHOREO_TOPIC_PARTITIONS", OPT_INT, FIELD(topic_partitions), 1,
+     10000},
+    {"topic-replication", "CHOREO_TOPIC_REPLICATION", OPT_INT, FIELD(topic_replication),
+     1, 32},
+    {"store", "CHOREO_STORE", OPT_STR, FIELD(store), 0, 0},
+    {"store-schema", "CHOREO_STORE_SCHEMA", OPT_STR, FIELD(store_schema), 0, 0},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -80,6 +86,10 @@ static int set_defaults(ev_config *c, const char *service, ev_error *err)
     c->retry_backoff_ms = 200;
     c->batch_size = 500;
     c->inbox_ttl_ms = 7 * DAY_MS;
+    c->topic_partitions = 3;
+    snprintf(c->store, sizeof(c->store), "sqlite");
+    snprintf(c->store_schema, sizeof(c->store_schema), "%s",
+             service ? service : "choreo");
     return 0;
 }
 

@@ -29,6 +29,10 @@ typedef struct ev_config {
     int64_t retry_backoff_ms;  /* CHOREO_RETRY_BACKOFF_MS: first backoff, 200 */
     int batch_size;            /* CHOREO_BATCH_SIZE, 500 */
     int64_t inbox_ttl_ms;      /* CHOREO_INBOX_TTL_MS, 7 days */
+    int topic_partitions;      /* CHOREO_TOPIC_PARTITIONS: of topics created, 3 */
+    int topic_replication;     /* CHOREO_TOPIC_REPLICATION, 0 = min(3, brokers) */
+    char store[1024];          /* CHOREO_STORE: "sqlite" or postgresql://... URI */
+    char store_schema[64];     /* CHOREO_STORE_SCHEMA, default the service name */
 } ev_config;
 
 /* Defaults, then the environment. service may be NULL (the CLI: data_dir
@@ -40,8 +44,10 @@ int ev_config_from_env(ev_config *c, const char *service, ev_error *err);
 /* Applies one long flag without the dashes: brokers, topic-prefix, data-dir,
  * schema-dir, http-addr, log-level, sqlite-sync, order-timeout-ms,
  * dispatch-delay-ms, max-record, max-attempts, retry-backoff-ms, batch-size,
- * inbox-ttl-ms. Errors name the flag ("--batch-size: ...").
- * EV_ENOTFOUND when name is not a config flag, EV_EINVAL on a bad value. */
+ * inbox-ttl-ms, topic-partitions, topic-replication, store, store-schema.
+ * store may hold a password: it is never logged nor put in an error text. Errors name the
+ * flag ("--batch-size: ..."). EV_ENOTFOUND when name is not a config flag, EV_EINVAL on a
+ * bad value. */
 int ev_config_set(ev_config *c, const char *name, const char *value, ev_error *err);
 
 /* "<prefix><topic>" into out; EV_EINVAL when it does not fit. */

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "schema.h"
+#include "topics.h"
 
 #define CE_HEADERS "{\"content-type\":\"application/cloudevents+json\"}"
 #define TOPIC_MAX 256
@@ -109,6 +110,7 @@ typedef struct ev_runtime {
      * paused until hold_until (monotonic ms) and timers wait as well. */
     int64_t hold_until;
     int hold_attempts; /* consecutive before_commit failures */
+    volatile sig_atomic_t *stop;
 } ev_runtime;
 
 struct ev_ctx {
@@ -1309,6 +1311,44 @@ static int load_contract(ev_runtime *rt, ev_error *err)
     return rc;
 }
 
+/* Every topic the service reads or writes, its DLQ included, exists before it
+ * subscribes: a group that subscribed to a missing topic would not see it
+ * appear until librdkafka's next metadata refresh (5 minutes by default). */
+static int topics_ensure(ev_runtime *rt, ev_error *err)
+{
+    size_t n = 0, cap = 2;
+    while (rt->topics[n] != NULL)
+        n++;
+    for (size_t i = 0; rt->def->emits != NULL && rt->def->emits[i] != NULL; i++)
+        cap++;
+    char(*names)[TOPIC_MAX] = calloc(cap, TOPIC_MAX);
+    const char **all = calloc(n + cap + 1, sizeof(*all));
+    int rc = 0;
+    if (names == NULL || all == NULL) {
+        rc = ev_error_set(err, EV_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        all[k++] = rt->topics[i];
+    all[k++] = rt->dlq_topic;
+    for (size_t i = 0; rt->def->emits != NULL && rt->def->emits[i] != NULL; i++) {
+        const ev_event_route *r = ev_contract_route(rt->contract, rt->def->emits[i]);
+        if (r != NULL &&
+            ev_config_topic(rt->cfg, r->topic, names[i], TOPIC_MAX, err) == 0)
+            all[k++] = names[i];
+    }
+    ev_topics_ensure_opts o = {.partitions = rt->cfg->topic_partitions,
+                               .replication = rt->cfg->topic_replication,
+                               .wait_ms = -1,
+                               .stop = rt->stop};
+    rc = ev_topics_ensure(ev_producer_handle(rt->prod), all, &o, err);
+cleanup:
+    free(names);
+    free(all);
+    return rc;
+}
+
 static int call_start(ev_runtime *rt, ev_error *err)
 {
     if (rt->def->start == NULL)
@@ -1355,6 +1395,9 @@ static int rt_open(ev_runtime *rt, ev_error *err)
     if (rc != 0)
         return rc;
     ev_producer_set_block(rt->prod, 100);
+    rc = topics_ensure(rt, err);
+    if (rc != 0)
+        return rc;
     producer_warm(rt);
     return ev_consumer_new(&rt->cons, cfg->brokers, rt->group,
                            (const char *const *)rt->topics, start_offset, rt, err);
@@ -1567,6 +1610,7 @@ int ev_service_run(const ev_service_def *def, const ev_config *cfg,
     }
     rt->def = def;
     rt->cfg = cfg;
+    rt->stop = stop;
     sqlite_tune();
     rc = rt_open(rt, err);
     if (rc != 0)

@@ -9,11 +9,24 @@
 #include "log.h"
 
 static const char *const all_vars[] = {
-    "CHOREO_BROKERS",    "CHOREO_TOPIC_PREFIX",     "CHOREO_DATA_DIR",
-    "CHOREO_SCHEMA_DIR", "CHOREO_HTTP_ADDR",        "CHOREO_SQLITE_SYNC",
-    "CHOREO_LOG_LEVEL",  "CHOREO_ORDER_TIMEOUT_MS", "CHOREO_DISPATCH_DELAY_MS",
-    "CHOREO_MAX_RECORD", "CHOREO_MAX_ATTEMPTS",     "CHOREO_RETRY_BACKOFF_MS",
-    "CHOREO_BATCH_SIZE", "CHOREO_INBOX_TTL_MS",
+    "CHOREO_BROKERS",
+    "CHOREO_TOPIC_PREFIX",
+    "CHOREO_DATA_DIR",
+    "CHOREO_SCHEMA_DIR",
+    "CHOREO_HTTP_ADDR",
+    "CHOREO_SQLITE_SYNC",
+    "CHOREO_LOG_LEVEL",
+    "CHOREO_ORDER_TIMEOUT_MS",
+    "CHOREO_DISPATCH_DELAY_MS",
+    "CHOREO_MAX_RECORD",
+    "CHOREO_MAX_ATTEMPTS",
+    "CHOREO_RETRY_BACKOFF_MS",
+    "CHOREO_BATCH_SIZE",
+    "CHOREO_INBOX_TTL_MS",
+    "CHOREO_TOPIC_PARTITIONS",
+    "CHOREO_TOPIC_REPLICATION",
+    "CHOREO_STORE",
+    "CHOREO_STORE_SCHEMA",
 };
 
 static void clean_env(void)
@@ -58,6 +71,38 @@ START_TEST(defaults_per_service)
     ck_assert_int_eq(c.retry_backoff_ms, 200);
     ck_assert_int_eq(c.batch_size, 500);
     ck_assert_int_eq(c.inbox_ttl_ms, 7LL * 86400000);
+    ck_assert_int_eq(c.topic_partitions, 3);
+    ck_assert_int_eq(c.topic_replication, 0); /* min(3, brokers) when creating */
+    ck_assert_str_eq(c.store, "sqlite");
+    ck_assert_str_eq(c.store_schema,
+                     default_cases[_i].service ? default_cases[_i].service : "choreo");
+}
+END_TEST
+
+START_TEST(store_and_topic_settings)
+{
+    clean_env();
+    setenv("CHOREO_TOPIC_PARTITIONS", "12", 1);
+    setenv("CHOREO_TOPIC_REPLICATION", "2", 1);
+    setenv("CHOREO_STORE", "postgresql://u:secret@db:5432/choreo", 1);
+    setenv("CHOREO_STORE_SCHEMA", "orders_eu", 1);
+    ev_config c;
+    ev_error err;
+    ck_assert_int_eq(ev_config_from_env(&c, "orders", &err), 0);
+    ck_assert_int_eq(c.topic_partitions, 12);
+    ck_assert_int_eq(c.topic_replication, 2);
+    ck_assert_str_eq(c.store, "postgresql://u:secret@db:5432/choreo");
+    ck_assert_str_eq(c.store_schema, "orders_eu");
+    ck_assert_int_eq(ev_config_set(&c, "topic-partitions", "0", &err), EV_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.text, "--topic-partitions"));
+    ck_assert_int_eq(ev_config_set(&c, "store", "", &err), EV_EINVAL);
+    char longv[1100];
+    memset(longv, 'x', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = '\0';
+    memcpy(longv, "postgresql://u:pw@h/", 20);
+    ck_assert_int_eq(ev_config_set(&c, "store", longv, &err), EV_EINVAL);
+    ck_assert_ptr_null(strstr(err.text, "pw@")); /* the value is never echoed */
+    clean_env();
 }
 END_TEST
 
@@ -244,6 +289,7 @@ static Suite *config_suite(void)
     TCase *tc = tcase_create("config");
     tcase_add_loop_test(tc, defaults_per_service, 0,
                         sizeof(default_cases) / sizeof(default_cases[0]));
+    tcase_add_test(tc, store_and_topic_settings);
     tcase_add_test(tc, environment_overrides_defaults);
     tcase_add_test(tc, flags_override_environment);
     tcase_add_loop_test(tc, bad_flag_values_are_rejected, 0,
