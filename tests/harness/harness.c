@@ -3,9 +3,11 @@
  * data dirs, child processes, producing to and reading from the real broker. */
 #include "harness.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -711,4 +713,114 @@ int harness_free_port_pair(void)
             return port;
     }
     return -1;
+}
+
+/* ---- a PostgreSQL of the tests ---- */
+
+#define PG_NAME_MAX 63 /* NAMEDATALEN - 1 */
+
+const char *harness_pg_uri(void)
+{
+    const char *u = getenv("CHOREO_TEST_PG");
+    return u != NULL && u[0] != '\0' ? u : NULL;
+}
+
+static void pg_quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* A connection to harness_pg_uri() (10 s connect timeout unless the URI says
+ * otherwise), notices silenced; NULL with the error on stderr. */
+static PGconn *pg_connect(void)
+{
+    const char *uri = harness_pg_uri();
+    if (uri == NULL) {
+        fprintf(stderr, "harness: CHOREO_TEST_PG is unset: no PostgreSQL\n");
+        return NULL;
+    }
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *vals[] = {"10", uri, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "harness: postgresql (CHOREO_TEST_PG): %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, pg_quiet, NULL);
+    return c;
+}
+
+/* sql's result on a new connection (closed again); NULL, with the error on
+ * stderr, unless it succeeded. Owned by the caller (PQclear). */
+static PGresult *pg_run(const char *sql)
+{
+    PGconn *c = pg_connect();
+    if (c == NULL)
+        return NULL;
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fprintf(stderr, "harness: postgresql: %s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+        r = NULL;
+    }
+    PQfinish(c);
+    return r;
+}
+
+int harness_pg_exec(const char *sql)
+{
+    PGresult *r = pg_run(sql);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+int harness_pg_fresh_schema(char *out, size_t cap, const char *base)
+{
+    if (base == NULL || base[0] == '\0' || isdigit((unsigned char)base[0]))
+        return -1;
+    char u[EV_UUID_LEN], tail[32];
+    ev_uuid4(u);
+    int nt = snprintf(tail, sizeof(tail), "_%d_%.8s", (int)getpid(), u);
+    size_t keep = strlen(base);
+    if (keep > PG_NAME_MAX - (size_t)nt)
+        keep = PG_NAME_MAX - (size_t)nt;
+    if (keep + (size_t)nt >= cap)
+        return -1;
+    for (size_t i = 0; i < keep; i++) {
+        char ch = (char)tolower((unsigned char)base[i]);
+        out[i] = isalnum((unsigned char)ch) || ch == '_' ? ch : '_';
+    }
+    memcpy(out + keep, tail, (size_t)nt + 1);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE", out);
+    return harness_pg_exec(sql);
+}
+
+int64_t harness_pg_query_int(const char *sql)
+{
+    int64_t v = INT64_MIN;
+    PGresult *r = pg_run(sql);
+    if (r == NULL)
+        return INT64_MIN;
+    if (PQntuples(r) < 1 || PQnfields(r) < 1 || PQgetisnull(r, 0, 0)) {
+        fprintf(stderr, "harness: postgresql: %s: no value\n", sql);
+        goto cleanup;
+    }
+    const char *text = PQgetvalue(r, 0, 0);
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0') {
+        fprintf(stderr, "harness: postgresql: %s: not an integer: %s\n", sql, text);
+        goto cleanup;
+    }
+    v = (int64_t)n;
+cleanup:
+    PQclear(r);
+    return v;
 }

@@ -136,6 +136,25 @@ int harness_broker_stop(int port, const char *data_dir, const char *log_path);
 /* A TCP port that is free now on 127.0.0.1 with port+1 free too; -1 if none. */
 int harness_free_port_pair(void);
 
+/* ---- a PostgreSQL of the tests ---- */
+
+/* CHOREO_TEST_PG (a libpq URI; tests/run-all and tests/run-unit start a private
+ * server and set it), or NULL when unset or empty: PostgreSQL cases then skip.
+ * Borrowed (the environment's). */
+const char *harness_pg_uri(void);
+/* Runs sql (one or more statements) on that server over a connection of its
+ * own; 0, or -1 with the error on stderr (also when there is no server). */
+int harness_pg_exec(const char *sql);
+/* A fresh schema name "<base>_<pid>_<random>" into out: base lowercased, other
+ * characters than [a-z0-9_] made '_', cut so the name fits in 63 bytes. Drops
+ * a schema of that name if one exists (CASCADE) but does not create it: the
+ * service creates its own (pass the name as CHOREO_STORE_SCHEMA). 0, or -1 when
+ * base is empty or starts with a digit, cap is too small or the drop failed. */
+int harness_pg_fresh_schema(char *out, size_t cap, const char *base);
+/* The first column of the first row of sql's result as an integer (for counts);
+ * INT64_MIN, with the error on stderr, on any failure, no row or a NULL. */
+int64_t harness_pg_query_int(const char *sql);
+
 /* Wall-clock deadline helpers (monotonic ms). */
 int64_t harness_now_ms(void);
 
