@@ -8,7 +8,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config librdkafka-dev libjansson-dev uuid-dev \
-      libsqlite3-dev libmicrohttpd-dev check \
+      libsqlite3-dev libmicrohttpd-dev libpq-dev check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -31,7 +31,7 @@ RUN make check
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librdkafka1 libjansson4 libuuid1 libsqlite3-0 libmicrohttpd12 curl \
+      librdkafka1 libjansson4 libuuid1 libsqlite3-0 libmicrohttpd12 libpq5 curl \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 choreo \

@@ -18,10 +18,10 @@
 
 /* A handler's own tables, like inventory's: stock per sku, reservation per order. */
 static const ev_migration hot_migrations[] = {
-    {1, "CREATE TABLE stock (sku TEXT PRIMARY KEY, available INTEGER NOT NULL,"
-        " reserved INTEGER NOT NULL DEFAULT 0);"
+    {1, "CREATE TABLE stock (sku TEXT PRIMARY KEY, available BIGINT NOT NULL,"
+        " reserved BIGINT NOT NULL DEFAULT 0);"
         "CREATE TABLE reservations (order_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
-        " updated_at INTEGER NOT NULL);"},
+        " updated_at BIGINT NOT NULL);"},
 };
 
 typedef struct hot {
@@ -53,15 +53,6 @@ static NOINLINE int hot_dedup(hot *h, const ev_envelope *ev, bool *seen, ev_erro
     return ev_store_inbox_seen(h->store, ev->id, seen, err);
 }
 
-static int step_done(sqlite3_stmt *st, ev_error *err)
-{
-    if (st == NULL)
-        return err->code;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : ev_error_set(err, EV_ESTORE, "%s", sqlite3_errstr(rc));
-}
-
 /* What inventory does on order.placed: reserve each line, record the order. */
 static NOINLINE int hot_handler(hot *h, const ev_envelope *ev, ev_error *err)
 {
@@ -70,28 +61,22 @@ static NOINLINE int hot_handler(hot *h, const ev_envelope *ev, ev_error *err)
     json_t *line;
     json_array_foreach(items, i, line)
     {
-        sqlite3_stmt *st = ev_store_stmt(h->store,
-                                         "UPDATE stock SET available = available - ?1,"
-                                         " reserved = reserved + ?1 WHERE sku = ?2",
-                                         err);
-        if (st != NULL) {
-            sqlite3_bind_int64(st, 1, json_integer_value(json_object_get(line, "qty")));
-            sqlite3_bind_text(st, 2, json_string_value(json_object_get(line, "sku")), -1,
-                              SQLITE_STATIC);
-        }
-        int rc = step_done(st, err);
+        int rc = ev_store_exec(
+            ev_store_bind(h->store, err,
+                          "UPDATE stock SET available = available - ?1,"
+                          " reserved = reserved + ?1 WHERE sku = ?2",
+                          "is", (int64_t)json_integer_value(json_object_get(line, "qty")),
+                          json_string_value(json_object_get(line, "sku"))),
+            err);
         if (rc != 0)
             return rc;
     }
-    sqlite3_stmt *st = ev_store_stmt(
-        h->store,
-        "INSERT INTO reservations (order_id, status, updated_at) VALUES (?, ?, ?)", err);
-    if (st != NULL) {
-        sqlite3_bind_text(st, 1, ev->subject, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, "RESERVED", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, 1764000000000);
-    }
-    return step_done(st, err);
+    return ev_store_exec(ev_store_bind(h->store, err,
+                                       "INSERT INTO reservations (order_id, status,"
+                                       " updated_at) VALUES (?1, ?2, ?3)",
+                                       "ssi", ev->subject, "RESERVED",
+                                       (int64_t)1764000000000),
+                         err);
 }
 
 /* What ev_emit does: derive, validate the new data, serialize, outbox row. */
@@ -256,6 +241,25 @@ static int make_skip(size_t i, char **out, size_t *len, ev_error *err)
     return rc;
 }
 
+/* 50 SKUs sku-0000..sku-0049 with ample stock, in one transaction. */
+static int seed_stock(ev_store *s, ev_error *err)
+{
+    char sku[32];
+    int rc = ev_store_begin(s, err);
+    for (int i = 0; rc == 0 && i < 50; i++) {
+        snprintf(sku, sizeof(sku), "sku-%04d", i);
+        rc = ev_store_exec(ev_store_bind(s, err,
+                                         "INSERT INTO stock (sku, available)"
+                                         " VALUES (?1, ?2)",
+                                         "si", sku, (int64_t)1000000000),
+                           err);
+    }
+    if (rc == 0)
+        return ev_store_commit(s, err);
+    ev_store_rollback(s, NULL);
+    return rc;
+}
+
 static int setup(hot *h, const char *dir, const char *schema_dir, ev_error *err)
 {
     char path[600];
@@ -273,13 +277,9 @@ static int setup(hot *h, const char *dir, const char *schema_dir, ev_error *err)
     rc = ev_schema_set_load_dir(h->schemas, schema_dir, err);
     if (rc != 0)
         return rc;
-    rc = sqlite3_exec(ev_store_db(h->store),
-                      "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n"
-                      " WHERE i < 49) INSERT INTO stock (sku, available)"
-                      " SELECT printf('sku-%04d', i), 1000000000 FROM n",
-                      NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return ev_error_set(err, EV_ESTORE, "seed stock: %s", sqlite3_errstr(rc));
+    rc = seed_stock(h->store, err);
+    if (rc != 0)
+        return rc;
     h->records = calloc(h->n_events, sizeof(char *));
     h->lens = calloc(h->n_events, sizeof(size_t));
     if (h->records == NULL || h->lens == NULL)
@@ -352,9 +352,6 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    /* as ev_service_run configures SQLite for a service process */
-    sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     char dir[] = "/tmp/choreo-hotpath-XXXXXX";
     if (mkdtemp(dir) == NULL) {
         perror("hotpath: mkdtemp");

@@ -423,9 +423,12 @@ static int consumer_conf(rd_kafka_conf_t **conf, ev_consumer *c, const char *bro
                          const char *group, ev_error *err)
 {
     static const prop defaults[] = {
-        {"enable.auto.commit", "true"},        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},     {"partition.assignment.strategy", "range"},
-        {"allow.auto.create.topics", "false"}, {"session.timeout.ms", "10000"},
+        {"enable.auto.commit", "true"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"allow.auto.create.topics", "false"},
+        {"session.timeout.ms", "10000"},
         {"enable.partition.eof", "false"},
     };
     int rc = conf_build(conf, brokers, group, defaults,

@@ -113,7 +113,7 @@ ev_store *ev_ctx_store(ev_ctx *ctx);         /* borrowed */
 const ev_config *ev_ctx_config(ev_ctx *ctx); /* borrowed */
 const char *ev_ctx_service(ev_ctx *ctx);
 int64_t ev_ctx_now_ms(ev_ctx *ctx); /* wall clock of this batch */
-/* A cached prepared statement on the service DB (ev_store_stmt). */
-sqlite3_stmt *ev_ctx_stmt(ev_ctx *ctx, const char *sql, ev_error *err);
+/* A cached prepared statement on the service's store (ev_store_stmt). */
+ev_stmt *ev_ctx_stmt(ev_ctx *ctx, const char *sql, ev_error *err);
 
 #endif

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* One SQLite database per service: WAL, migrations, and the runtime's tables
- * inbox (dedup), outbox (events to publish), offsets, timers. */
+/* A service's own store, SQLite (a file in its data dir) or PostgreSQL (a
+ * schema of its own, shared by its instances): the runtime's tables inbox
+ * (dedup), outbox (events to publish), offsets and timers, the service's
+ * migrations, and statements by SQL text with typed binds and columns. */
 #ifndef EV_STORE_H
 #define EV_STORE_H
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,73 +14,124 @@
 #include "error.h"
 
 typedef struct ev_store ev_store;
+typedef struct ev_stmt ev_stmt;
 
-/* A service's own schema change; versions start at 1 and increase. */
+typedef enum { EV_STORE_SQLITE, EV_STORE_POSTGRES } ev_store_kind;
+
+/* A service's own schema change; versions start at 1 and increase. sql runs on
+ * both backends (several statements allowed); pg_sql, when set, replaces it on
+ * PostgreSQL where the dialects truly differ. Use BIGINT for integers. */
 typedef struct ev_migration {
     int version;
     const char *sql;
+    const char *pg_sql;
 } ev_migration;
 
 typedef struct ev_store_opts {
-    const char *path;               /* database file; created with its directory */
-    const char *synchronous;        /* "FULL" (default when NULL) or "NORMAL" */
+    const char *path;        /* SQLite: database file, created with its directory */
+    const char *url;         /* "postgresql://..." (libpq URI) selects PostgreSQL;
+                                NULL, "" or "sqlite" = SQLite at path */
+    const char *schema;      /* PostgreSQL: this service's schema (created) */
+    const char *owner;       /* PostgreSQL: this instance, marks its outbox rows;
+                                NULL = "" (SQLite: always "", one writer) */
+    const char *synchronous; /* SQLite: "FULL" (default when NULL) or "NORMAL" */
     const ev_migration *migrations; /* service tables, may be NULL */
     size_t n_migrations;
     bool readonly;       /* for --dump: no migrations, no writes */
-    int busy_timeout_ms; /* wait on a locked database; 0 = 5000, <0 = none */
+    int busy_timeout_ms; /* SQLite: wait on a locked database; 0 = 5000, <0 = none */
 } ev_store_opts;
 
-/* Opens (creating) the database, sets WAL and synchronous, creates the runtime
- * tables and applies pending migrations in one transaction each.
- * Migrations must have strictly increasing versions >= 1 (else EV_EINVAL); the
- * applied ones are recorded in table ev_migrations, the runtime tables' own
- * version in PRAGMA user_version. A failing migration returns EV_ESTORE with
- * sqlite's message and leaves the database at the previous version; a database
- * at a migration version newer than the last one given is EV_ESTORE too.
- * Readonly opens an existing file with SQLITE_OPEN_READONLY (EV_ENOTFOUND when
- * it does not exist), sets query_only and creates or migrates nothing.
- * Errors: EV_EINVAL (opts), EV_EIO (creating the directory), EV_ESTORE (sqlite),
- * EV_ERETRY (database locked past the busy timeout), EV_ENOMEM.
- * On success *out is owned by the caller: release with ev_store_close.
- * A store is used by one thread at a time (its statement cache is not locked). */
+/* Opens the store, creates the runtime tables and applies pending migrations
+ * in one transaction each (on PostgreSQL under an advisory lock, so instances
+ * starting together apply each once). Migrations must have strictly
+ * increasing versions >= 1 (else EV_EINVAL); the applied ones are recorded in
+ * table ev_migrations. A failing migration returns EV_ESTORE with the
+ * database's message and leaves the store at the previous version; a store at
+ * a migration version newer than the last one given is EV_ESTORE too.
+ * Readonly: SQLite opens an existing file read-only (EV_ENOTFOUND when it does
+ * not exist); PostgreSQL sets the session read-only (EV_ENOTFOUND when the
+ * schema does not exist); neither creates nor migrates anything.
+ * Errors: EV_EINVAL (opts), EV_EIO (creating the directory), EV_ESTORE,
+ * EV_ERETRY (locked past the busy timeout), EV_ENOMEM. Messages never carry
+ * the URL's password. On success *out is owned by the caller: release with
+ * ev_store_close. A store is used by one thread at a time. */
 int ev_store_open(ev_store **out, const ev_store_opts *opts, ev_error *err);
-/* Finalizes the cached statements and closes the connection; an open
- * transaction is rolled back. NULL is a no-op. */
+/* Releases the statements and closes the connection; an open transaction is
+ * rolled back. NULL is a no-op. */
 void ev_store_close(ev_store *s);
+ev_store_kind ev_store_backend(const ev_store *s);
+/* Process-wide, once, before any store is opened in a process whose stores
+ * are each used by one thread: SQLite's multi-thread mode and no allocation
+ * statistics. Later calls are no-ops. */
+void ev_store_tune_process(void);
 
-/* The connection, borrowed, for a service's own queries. */
-sqlite3 *ev_store_db(ev_store *s);
-/* A prepared statement cached by sql text: reset and bindings cleared, ready
- * to bind. Borrowed; NULL with err set on a prepare error. The cache is keyed
- * by the text's content (sql itself is copied, not kept); the statement lives
- * until ev_store_close. sql must hold exactly one statement (else EV_EINVAL).
- * Fetching a statement resets it, so do not fetch the same text again while
- * still stepping through it. */
-sqlite3_stmt *ev_store_stmt(ev_store *s, const char *sql, ev_error *err);
+/* ---- statements ---- */
+
+/* A prepared statement cached by SQL text, reset and unbound, ready to bind.
+ * Parameters are written ?1, ?2... (or ?, numbered in order) on both backends;
+ * PostgreSQL gets $1, $2... Borrowed; NULL with err set on a prepare error.
+ * sql must hold exactly one statement (else EV_EINVAL). Fetching a statement
+ * resets it, so do not fetch the same text again while stepping through it. */
+ev_stmt *ev_store_stmt(ev_store *s, const char *sql, ev_error *err);
+/* Binds parameter i (from 1); values are copied. 0 or EV_EINVAL/EV_ENOMEM. */
+int ev_stmt_bind_text(ev_stmt *st, int i, const char *v); /* NULL binds NULL */
+int ev_stmt_bind_int(ev_stmt *st, int i, int64_t v);
+int ev_stmt_bind_blob(ev_stmt *st, int i, const void *v, size_t len);
+int ev_stmt_bind_null(ev_stmt *st, int i);
+/* Runs or advances the statement: 1 = a row is ready to read, 0 = done (the
+ * statement is reset), negative = error (reset too; see the error codes below). */
+int ev_stmt_step(ev_stmt *st, ev_error *err);
+/* Columns of the current row, from 0. Text and blobs are borrowed until the
+ * next step or reset. A NULL reads as 0, NULL (text) or len 0. */
+bool ev_stmt_is_null(ev_stmt *st, int col);
+int64_t ev_stmt_int(ev_stmt *st, int col);
+const char *ev_stmt_text(ev_stmt *st, int col);
+const void *ev_stmt_blob(ev_stmt *st, int col, size_t *len);
+/* Rows changed by the last INSERT/UPDATE/DELETE run through st. */
+int64_t ev_stmt_changes(ev_stmt *st);
+/* Ends a statement before its last row. */
+void ev_stmt_reset(ev_stmt *st);
+
 /* The cached statement for sql with its parameters bound in order from fmt,
- * one letter per parameter: 's' text (const char *, copied), 'i' int64_t.
- * Borrowed; NULL with err set when preparing or binding fails. */
-sqlite3_stmt *ev_store_bind(ev_store *s, ev_error *err, const char *sql, const char *fmt,
-                            ...);
+ * one letter per parameter: 's' text (const char *, copied; NULL binds NULL),
+ * 'i' int64_t. Borrowed; NULL with err set when preparing or binding fails. */
+ev_stmt *ev_store_bind(ev_store *s, ev_error *err, const char *sql, const char *fmt, ...);
 /* Steps st to its end and resets it. st may be the NULL of a failed
  * ev_store_bind: then err already says why and its code is returned. */
-int ev_store_exec(sqlite3_stmt *st, ev_error *err);
+int ev_store_exec(ev_stmt *st, ev_error *err);
+/* The first column of the first row into *v (found true), or dflt (found
+ * false, may be NULL) when there is no row or it is NULL; resets st. st may be
+ * a failed ev_store_bind's NULL, as for ev_store_exec. */
+int ev_store_query_int(ev_stmt *st, int64_t dflt, int64_t *v, bool *found, ev_error *err);
+/* The first column of the first row as text into buf ("" when no row). */
+int ev_store_query_text(ev_stmt *st, char *buf, size_t cap, bool *found, ev_error *err);
 /* Number of statements in the cache (for tests and metrics). */
 size_t ev_store_stmt_count(const ev_store *s);
 
-/* Errors of all functions below: EV_ESTORE with sqlite's message (and
+/* Errors of all functions below: EV_ESTORE with the database's message (and
  * "disk_full", "io_error", "readonly", "constraint"... in parentheses),
- * EV_ERETRY when the database stayed locked (SQLITE_BUSY), EV_EINVAL on a NULL
- * or oversized argument, EV_ENOMEM. After a failed statement inside a
+ * EV_ERETRY when the store stayed locked (SQLite) or the transaction lost a
+ * race with another instance (PostgreSQL: serialization failure, deadlock, a
+ * unique key another transaction took): then ev_store_conflict is true and the
+ * whole transaction must be rolled back and run again. EV_EINVAL on a NULL or
+ * oversized argument, EV_ENOMEM. After a failed statement inside a
  * transaction, roll back: on a full disk or an I/O error SQLite may already
- * have rolled back the whole transaction itself. */
+ * have rolled back the whole transaction itself, and PostgreSQL accepts
+ * nothing more in it but a rollback (or a rollback to the savepoint). */
 
-int ev_store_begin(ev_store *s, ev_error *err); /* BEGIN IMMEDIATE */
+/* SQLite: BEGIN IMMEDIATE. PostgreSQL: REPEATABLE READ, so that a decision
+ * read from a row another instance changes meanwhile fails with a conflict
+ * instead of being applied on stale data (each decision must write the row it
+ * read: a conditional UPDATE, or an upsert). */
+int ev_store_begin(ev_store *s, ev_error *err);
 int ev_store_commit(ev_store *s, ev_error *err);
 /* Rolls back the open transaction; 0 when none is open (safe in cleanup). */
 int ev_store_rollback(ev_store *s, ev_error *err);
 /* True while a transaction is open. */
 bool ev_store_in_tx(ev_store *s);
+/* True when the open transaction (or the last one) failed because another
+ * instance won a race on the same rows; cleared by ev_store_begin. */
+bool ev_store_conflict(const ev_store *s);
 /* One nested savepoint at a time, named "ev" (outside a transaction it starts
  * one). release keeps the work since the savepoint; rollback_to undoes it and
  * ends the savepoint too (ROLLBACK TO ev; RELEASE ev), so every savepoint ends
@@ -89,8 +141,9 @@ int ev_store_release(ev_store *s, ev_error *err);
 int ev_store_rollback_to(ev_store *s, ev_error *err);
 
 /* inbox: ids of applied events. Adding an id that is already there is a no-op
- * returning 0 (idempotent; the first seen_at stays), so a replayed batch never
- * fails on its own dedup rows. event_id must be non-empty. */
+ * returning 0 (the first seen_at stays). On PostgreSQL an id that another
+ * instance added since this transaction began is a conflict (EV_ERETRY): that
+ * is what fences a zombie instance. event_id must be non-empty. */
 int ev_store_inbox_seen(ev_store *s, const char *event_id, bool *seen, ev_error *err);
 int ev_store_inbox_add(ev_store *s, const char *event_id, int64_t now_ms, ev_error *err);
 /* Deletes rows with seen_at < older_than_ms; *removed (may be NULL) gets how many. */
@@ -99,16 +152,18 @@ int ev_store_inbox_prune_n(ev_store *s, int64_t older_than_ms, int64_t *removed,
                            ev_error *err);
 int ev_store_inbox_count(ev_store *s, int64_t *n, ev_error *err);
 
-/* outbox: records waiting to be published, in id order. headers_json is a JSON
- * object of string values or NULL. *id_out may be NULL. topic is required;
- * key may be NULL (no key); value may be NULL when len is 0. Ids only grow
- * (AUTOINCREMENT): a deleted id is never reused. */
+/* outbox: records waiting to be published, in id order, each marked with the
+ * owner (opts.owner) that wrote it. headers_json is a JSON object of string
+ * values or NULL. *id_out may be NULL. topic is required; key may be NULL (no
+ * key); value may be NULL when len is 0. Ids only grow: a deleted id is never
+ * reused, and one owner's ids grow in the order it commits them. */
 int ev_store_outbox_add(ev_store *s, const char *topic, const char *key,
                         const void *value, size_t len, const char *headers_json,
                         int64_t *id_out, ev_error *err);
 /* Called per row with borrowed columns, valid only during the call (value is
  * never NULL, key and headers_json may be); a nonzero return stops the walk and
- * is returned. Rows with id >= from_id in id order, at most limit (0 = all).
+ * is returned. This owner's rows with id >= from_id in id order, at most limit
+ * (0 = all).
  * fn may call other store functions (ev_store_outbox_delete included) but not
  * ev_store_outbox_each. */
 typedef int (*ev_outbox_fn)(void *arg, int64_t id, const char *topic, const char *key,
@@ -118,6 +173,12 @@ int ev_store_outbox_each(ev_store *s, int64_t from_id, size_t limit, ev_outbox_f
 /* Deleting an id that is not there returns 0 (a repeated delivery report). */
 int ev_store_outbox_delete(ev_store *s, int64_t id, ev_error *err);
 int ev_store_outbox_count(ev_store *s, int64_t *n, ev_error *err);
+/* Takes over other owners' rows written before older_than_ms (an instance that
+ * died, or cannot reach the broker: its rows are then sent twice, and
+ * consumers drop the copies by id). *claimed gets how many, *min_id the
+ * smallest id taken (INT64_MAX when none). Own transaction when none is open. */
+int ev_store_outbox_claim(ev_store *s, int64_t older_than_ms, int64_t *claimed,
+                          int64_t *min_id, ev_error *err);
 
 /* offsets: next offset to read per topic partition; *next = -1 when unknown. */
 int ev_store_offset_get(ev_store *s, const char *topic, int32_t partition, int64_t *next,
@@ -141,7 +202,9 @@ int ev_store_timer_delete(ev_store *s, const char *key, const char *kind, ev_err
 /* The timer (key, kind) into *out when *found; out may be NULL. */
 int ev_store_timer_get(ev_store *s, const char *key, const char *kind, ev_timer *out,
                        bool *found, ev_error *err);
-/* Up to cap timers with due_at <= now_ms, earliest first. */
+/* Up to cap timers with due_at <= now_ms, earliest first. On PostgreSQL the
+ * rows are locked for this transaction and rows another instance holds are
+ * skipped, so one timer fires on one instance. */
 int ev_store_timers_due(ev_store *s, int64_t now_ms, ev_timer *out, size_t cap, size_t *n,
                         ev_error *err);
 /* Earliest due time, or INT64_MAX when none. */

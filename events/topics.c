@@ -15,6 +15,8 @@
 #define DEFAULT_POLL_MS 1000
 #define WAIT_LOG_MS 30000
 #define METADATA_MS 5000
+#define SETTLE_MS 5000
+#define SETTLE_POLL_MS 100
 
 /* The topic's metadata entry; NULL when the cluster does not have it. */
 static const rd_kafka_metadata_topic_t *md_topic(const struct rd_kafka_metadata *md,
@@ -48,6 +50,15 @@ static void list_add(char *list, size_t cap, const char *name)
         snprintf(list + cap - 4, 4, "...");
 }
 
+/* topics[i] appears earlier in topics. */
+static bool listed(const char *const *topics, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(topics[k], topics[i]) == 0)
+            return true;
+    return false;
+}
+
 int ev_topics_missing(rd_kafka_t *rk, const char *const *topics, int timeout_ms,
                       size_t *n_missing, char *list, size_t cap, int *n_brokers,
                       ev_error *err)
@@ -60,7 +71,7 @@ int ev_topics_missing(rd_kafka_t *rk, const char *const *topics, int timeout_ms,
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         return ev_error_set(err, EV_EBUS, "topic metadata: %s", rd_kafka_err2str(e));
     for (size_t i = 0; topics != NULL && topics[i] != NULL; i++) {
-        if (topic_ready(md_topic(md, topics[i])))
+        if (listed(topics, i) || topic_ready(md_topic(md, topics[i])))
             continue;
         (*n_missing)++;
         list_add(list, cap, topics[i]);
@@ -69,15 +80,6 @@ int ev_topics_missing(rd_kafka_t *rk, const char *const *topics, int timeout_ms,
         *n_brokers = md->broker_cnt;
     rd_kafka_metadata_destroy(md);
     return 0;
-}
-
-/* topics[i] appears earlier in topics. */
-static bool listed(const char *const *topics, size_t i)
-{
-    for (size_t k = 0; k < i; k++)
-        if (strcmp(topics[k], topics[i]) == 0)
-            return true;
-    return false;
 }
 
 /* The missing ones among topics as NewTopic requests; *n of them. */
@@ -228,7 +230,10 @@ int ev_topics_ensure(rd_kafka_t *rk, const char *const *topics,
             return 0;
         }
         int64_t now = ev_mono_ms();
-        if (last_log == 0 || now - last_log >= WAIT_LOG_MS) {
+        /* Just created topics get their leaders within a moment: not worth a
+         * warning unless it lasts, or the cluster refused. */
+        bool settling = why.code == EV_ENOTFOUND && now - t0 < SETTLE_MS;
+        if (!settling && (last_log == 0 || now - last_log >= WAIT_LOG_MS)) {
             char q[EV_ERROR_TEXT * 2];
             ev_log(EV_LOG_WARN, "topics missing, waiting for them", "topics=%s reason=%s",
                    list, ev_log_quote(q, sizeof(q), why.text));
@@ -237,6 +242,6 @@ int ev_topics_ensure(rd_kafka_t *rk, const char *const *topics,
         if ((o->stop != NULL && *o->stop) || (o->wait_ms >= 0 && now - t0 >= o->wait_ms))
             return ev_error_set(err, EV_ETIMEOUT, "topics missing: %s (%s)", list,
                                 why.text);
-        sleep_ms(poll);
+        sleep_ms(settling && poll > SETTLE_POLL_MS ? SETTLE_POLL_MS : poll);
     }
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,7 +15,13 @@
 #include "log.h"
 
 /* A mail is PENDING until its recipient is known (the order and the customer
- * may arrive after the milestone: topics are not ordered), then SENT. */
+ * may arrive after the milestone: topics are not ordered), then SENT. Rows of
+ * orders and customers may be placeholders (customer_id or email ''): every
+ * decision on an order's mails writes the order's and the customer's row
+ * (ntf_note_order, ntf_note_customer), so that two instances deciding at once
+ * on the same mails conflict and one retries instead of both missing the
+ * other's rows (PostgreSQL, REPEATABLE READ). seq orders an order's mails as
+ * they came; sent_token names the delivery whose file may be published. */
 static const ev_migration ntf_migrations[] = {
     {1, "CREATE TABLE customers ("
         " customer_id TEXT PRIMARY KEY,"
@@ -33,6 +40,12 @@ static const ev_migration ntf_migrations[] = {
         " status TEXT NOT NULL DEFAULT 'PENDING');"
         "CREATE INDEX mails_order ON mails(order_id, status);"
         "CREATE INDEX orders_customer ON orders(customer_id);"},
+    {2,
+     "ALTER TABLE mails ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE mails ADD COLUMN sent_token TEXT NOT NULL DEFAULT '';"
+     "UPDATE mails SET seq = rowid;",
+     "ALTER TABLE mails ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE mails ADD COLUMN sent_token TEXT NOT NULL DEFAULT '';"},
 };
 
 /* What each milestone says: the detail field names a value of its data. */
@@ -60,22 +73,19 @@ static const ntf_template ntf_templates[] = {
 /* ---- SQL helpers -------------------------------------------------------- */
 
 /* The first column of every row as a JSON array of strings (*out owned). */
-static int ntf_column(sqlite3_stmt *st, json_t **out, ev_error *err)
+static int ntf_column(ev_stmt *st, json_t **out, ev_error *err)
 {
     if (!st)
         return err->code ? err->code : EV_ESTORE;
     *out = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(*out,
-                              json_string((const char *)sqlite3_column_text(st, 0)));
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
+    int rc = ev_stmt_step(st, err);
+    for (; rc == 1; rc = ev_stmt_step(st, err))
+        json_array_append_new(*out, json_string(ev_stmt_text(st, 0)));
+    if (rc < 0) {
         json_decref(*out);
         *out = NULL;
-        return ev_error_set(err, EV_ESTORE, "notifications sql: %s", sqlite3_errstr(rc));
     }
-    return 0;
+    return rc;
 }
 
 /* ---- maildir ------------------------------------------------------------ */
@@ -119,38 +129,85 @@ static int ntf_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-/* Mails written since the last sync: made durable once per batch by
- * ntf_before_commit, before the batch's SENT rows commit. Up to NTF_SYNC_FDS
- * files are fsynced one by one; a bigger batch syncs the file system once. */
+/* Mails written to tmp/ in this batch, published to new/ by ntf_before_commit
+ * before the batch commits: only those whose row the committing transaction
+ * marked SENT with their token. A mail of a rolled-back attempt is dropped
+ * there (another instance may have sent it since). The first NTF_SYNC_FDS
+ * keep their fd for fsync; a bigger batch syncs the file system once. */
 #define NTF_SYNC_FDS 32
 
-static struct {
-    bool dirty;    /* a mail was written since the last sync */
-    bool whole_fs; /* more than NTF_SYNC_FDS: syncfs instead */
-    int fds[NTF_SYNC_FDS];
-    size_t n_fds;
-    char dir[600]; /* the maildir */
-} ntf_sync = {.dirty = false};
+typedef struct ntf_written {
+    char event_id[EV_ID_MAX];
+    char token[EV_UUID_LEN];
+    int fd;         /* -1 when not kept */
+    bool ok;        /* its row carries its token: publish */
+    bool published; /* renamed into new/ */
+} ntf_written;
 
-static void ntf_sync_forget(void)
+static struct {
+    ntf_written *mails;
+    size_t n, cap;
+    bool whole_fs; /* more than NTF_SYNC_FDS: syncfs instead */
+    char dir[600]; /* the maildir */
+} ntf_sync = {.mails = NULL};
+
+/* tmp/<event_id>.eml or new/<event_id>.eml of the maildir into path. */
+static int ntf_path(char *path, size_t cap, const char *dir, const char *sub,
+                    const char *event_id)
 {
-    for (size_t i = 0; i < ntf_sync.n_fds; i++)
-        close(ntf_sync.fds[i]);
-    ntf_sync.n_fds = 0;
+    int n = snprintf(path, cap, "%s/%s/%s.eml", dir, sub, event_id);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-/* Keeps fd (now owned here) for the batch's sync. */
-static void ntf_sync_note(const char *dir, int fd)
+static void ntf_sync_close_fds(void)
 {
-    ntf_sync.dirty = true;
-    snprintf(ntf_sync.dir, sizeof(ntf_sync.dir), "%s", dir);
-    if (!ntf_sync.whole_fs && ntf_sync.n_fds < NTF_SYNC_FDS) {
-        ntf_sync.fds[ntf_sync.n_fds++] = fd;
-        return;
+    for (size_t i = 0; i < ntf_sync.n; i++) {
+        if (ntf_sync.mails[i].fd >= 0)
+            close(ntf_sync.mails[i].fd);
+        ntf_sync.mails[i].fd = -1;
     }
-    close(fd);
-    ntf_sync.whole_fs = true;
-    ntf_sync_forget();
+}
+
+/* Forgets the batch's mails; failed (the batch rolls back): removes their
+ * files, published ones too (their rows go back to PENDING). */
+static void ntf_sync_forget(bool failed)
+{
+    char path[1024];
+    ntf_sync_close_fds();
+    for (size_t i = 0; failed && i < ntf_sync.n; i++) {
+        const ntf_written *w = &ntf_sync.mails[i];
+        const char *sub = w->published ? "new" : "tmp";
+        if (ntf_path(path, sizeof(path), ntf_sync.dir, sub, w->event_id) == 0)
+            unlink(path);
+    }
+    ntf_sync.n = 0;
+    ntf_sync.whole_fs = false;
+}
+
+/* Keeps the mail written to tmp/ (fd now owned here) for the batch's sync. */
+static int ntf_sync_note(const char *dir, const char *event_id, const char *token, int fd,
+                         ev_error *err)
+{
+    if (ntf_sync.n == ntf_sync.cap) {
+        size_t cap = ntf_sync.cap ? ntf_sync.cap * 2 : 64;
+        ntf_written *m = realloc(ntf_sync.mails, cap * sizeof(*m));
+        if (!m) {
+            close(fd);
+            return ev_error_set(err, EV_ERETRY, "mail %s: out of memory", event_id);
+        }
+        ntf_sync.mails = m;
+        ntf_sync.cap = cap;
+    }
+    ntf_written *w = &ntf_sync.mails[ntf_sync.n++];
+    *w = (ntf_written){.fd = fd};
+    snprintf(w->event_id, sizeof(w->event_id), "%s", event_id);
+    snprintf(w->token, sizeof(w->token), "%s", token);
+    snprintf(ntf_sync.dir, sizeof(ntf_sync.dir), "%s", dir);
+    if (ntf_sync.n > NTF_SYNC_FDS) {
+        ntf_sync.whole_fs = true;
+        ntf_sync_close_fds();
+    }
+    return 0;
 }
 
 /* fsync of the path (a directory), or syncfs of its file system. */
@@ -166,54 +223,93 @@ static int ntf_sync_path(const char *path, bool whole_fs)
     return rc;
 }
 
-/* ev_service_def.before_commit: the batch's mails reach the disk (files, then
- * new/'s entries) before their SENT rows commit; on failure the batch is
- * rolled back and re-run, rewriting the same files. */
-static int ntf_before_commit(ev_ctx *ctx, ev_error *err)
+/* Marks the mails this transaction sent (their row has their token). */
+static int ntf_sync_check(ev_ctx *ctx, ev_error *err)
 {
-    (void)ctx;
-    if (!ntf_sync.dirty)
-        return 0;
-    char newdir[700];
-    snprintf(newdir, sizeof(newdir), "%s/new", ntf_sync.dir);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < ntf_sync.n_fds; i++)
-        rc = fsync(ntf_sync.fds[i]);
-    if (rc == 0 && ntf_sync.whole_fs)
-        rc = ntf_sync_path(ntf_sync.dir, true);
-    if (rc == 0)
-        rc = ntf_sync_path(newdir, false);
-    if (rc != 0)
-        return ev_error_set(err, EV_ERETRY, "sync %s: %s", ntf_sync.dir, strerror(errno));
-    ntf_sync_forget();
-    ntf_sync.dirty = false;
-    ntf_sync.whole_fs = false;
+    for (size_t i = 0; i < ntf_sync.n; i++) {
+        ntf_written *w = &ntf_sync.mails[i];
+        int64_t n = 0;
+        int rc = ev_store_query_int(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "SELECT count(*) FROM mails WHERE event_id = ?1"
+                          " AND sent_token = ?2",
+                          "ss", w->event_id, w->token),
+            0, &n, NULL, err);
+        if (rc < 0)
+            return rc;
+        w->ok = n == 1;
+    }
     return 0;
 }
 
-/* Delivers text as new/<name>: written to tmp/, renamed, made durable by
- * ntf_before_commit. A mail already in new/ (a re-run batch) is written
- * again: the same name and bytes, and durable only once synced. */
-static int ntf_deliver(ev_ctx *ctx, const char *name, const char *text, ev_error *err)
+/* The marked mails' bytes reach the disk, then they move to new/ and new/'s
+ * entries reach the disk; the others' files are removed from tmp/ (after the
+ * renames: a dropped attempt may share its name with a published mail). */
+static int ntf_sync_publish(void)
 {
-    char dir[600], tmp[1024], dst[1024];
+    char tmp[1024], dst[1024], newdir[700];
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ntf_sync.n; i++)
+        if (ntf_sync.mails[i].ok && ntf_sync.mails[i].fd >= 0)
+            rc = fsync(ntf_sync.mails[i].fd);
+    if (rc == 0 && ntf_sync.whole_fs)
+        rc = ntf_sync_path(ntf_sync.dir, true);
+    for (size_t i = 0; rc == 0 && i < ntf_sync.n; i++) {
+        ntf_written *w = &ntf_sync.mails[i];
+        if (!w->ok)
+            continue;
+        if (ntf_path(tmp, sizeof(tmp), ntf_sync.dir, "tmp", w->event_id) < 0 ||
+            ntf_path(dst, sizeof(dst), ntf_sync.dir, "new", w->event_id) < 0)
+            return -1;
+        rc = rename(tmp, dst);
+        w->published = rc == 0;
+    }
+    snprintf(newdir, sizeof(newdir), "%s/new", ntf_sync.dir);
+    if (rc == 0)
+        rc = ntf_sync_path(newdir, false);
+    for (size_t i = 0; rc == 0 && i < ntf_sync.n; i++)
+        if (!ntf_sync.mails[i].ok && ntf_path(tmp, sizeof(tmp), ntf_sync.dir, "tmp",
+                                              ntf_sync.mails[i].event_id) == 0)
+            unlink(tmp);
+    return rc;
+}
+
+/* ev_service_def.before_commit: the batch's mails reach new/ and the disk
+ * before their SENT rows commit; on failure their files are removed, the
+ * batch is rolled back and re-run, writing them again. */
+static int ntf_before_commit(ev_ctx *ctx, ev_error *err)
+{
+    if (ntf_sync.n == 0)
+        return 0;
+    int rc = ntf_sync_check(ctx, err);
+    if (rc == 0 && ntf_sync_publish() != 0)
+        rc = ev_error_set(err, EV_ERETRY, "sync %s: %s", ntf_sync.dir, strerror(errno));
+    ntf_sync_forget(rc != 0);
+    return rc;
+}
+
+/* Writes text as tmp/<event_id>.eml, published by ntf_before_commit if this
+ * delivery (token) commits. A mail written again (a re-run batch) gets the
+ * same name and bytes. */
+static int ntf_deliver(ev_ctx *ctx, const char *event_id, const char *token,
+                       const char *text, ev_error *err)
+{
+    char dir[600], tmp[1024];
     int rc = ntf_maildir(ctx, dir, sizeof(dir), err);
     if (rc < 0)
         return rc;
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name) >= sizeof(tmp) ||
-        (size_t)snprintf(dst, sizeof(dst), "%s/new/%s", dir, name) >= sizeof(dst))
+    if (ntf_path(tmp, sizeof(tmp), dir, "tmp", event_id) < 0)
         return ev_error_set(err, EV_EINVAL, "mail path too long");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return ev_error_set(err, EV_ERETRY, "open %s: %s", tmp, strerror(errno));
-    if (ntf_write_all(fd, text, strlen(text)) < 0 || rename(tmp, dst) < 0) {
-        rc = ev_error_set(err, EV_ERETRY, "deliver %s: %s", dst, strerror(errno));
+    if (ntf_write_all(fd, text, strlen(text)) < 0) {
+        rc = ev_error_set(err, EV_ERETRY, "write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         return rc;
     }
-    ntf_sync_note(dir, fd);
-    return 0;
+    return ntf_sync_note(dir, event_id, token, fd, err);
 }
 
 /* ---- mails -------------------------------------------------------------- */
@@ -227,74 +323,137 @@ static void ntf_clean(char *out, size_t cap, const char *s)
     out[i] = '\0';
 }
 
-/* Sends one pending mail to addr: the file, its row, notification.sent. */
-static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_error *err)
+/* A mail, composed. */
+typedef struct ntf_mail {
+    char order_id[EV_SUBJECT_MAX];
+    char tmpl[64];
+    char text[2048];
+} ntf_mail;
+
+/* The mail event_id (its row) addressed to addr into *m. */
+static int ntf_compose(ev_ctx *ctx, const char *event_id, const char *addr, ntf_mail *m,
+                       ev_error *err)
 {
-    sqlite3_stmt *st =
-        ev_store_bind(ev_ctx_store(ctx), err,
-                      "SELECT order_id, template, subject, body, at FROM mails"
-                      " WHERE event_id = ?1 AND status = 'PENDING'",
-                      "s", event_id);
+    ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
+                                "SELECT order_id, template, subject, body, at FROM mails"
+                                " WHERE event_id = ?1",
+                                "s", event_id);
     if (!st)
         return err->code;
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return 0;
-    }
-    char order_id[EV_SUBJECT_MAX], tmpl[64], text[2048], name[EV_ID_MAX + 8];
-    snprintf(order_id, sizeof(order_id), "%s", (const char *)sqlite3_column_text(st, 0));
-    snprintf(tmpl, sizeof(tmpl), "%s", (const char *)sqlite3_column_text(st, 1));
-    int n = snprintf(text, sizeof(text),
+    int rc = ev_stmt_step(st, err);
+    if (rc <= 0)
+        return rc < 0 ? rc : ev_error_set(err, EV_ESTORE, "mail %s: no row", event_id);
+    snprintf(m->order_id, sizeof(m->order_id), "%s", ev_stmt_text(st, 0));
+    snprintf(m->tmpl, sizeof(m->tmpl), "%s", ev_stmt_text(st, 1));
+    int n = snprintf(m->text, sizeof(m->text),
                      "From: choreo shop <shop@choreo.invalid>\r\nTo: <%s>\r\n"
                      "Subject: %s\r\nDate: %s\r\nMessage-ID: <%s@choreo.invalid>\r\n"
                      "X-Choreo-Order: %s\r\nX-Choreo-Template: %s\r\n"
                      "Content-Type: text/plain; charset=utf-8\r\n\r\n%s\r\n",
-                     addr, (const char *)sqlite3_column_text(st, 2),
-                     (const char *)sqlite3_column_text(st, 4), event_id, order_id, tmpl,
-                     (const char *)sqlite3_column_text(st, 3));
-    sqlite3_reset(st);
-    if (n < 0 || (size_t)n >= sizeof(text))
-        return ev_error_set(err, EV_EINVAL, "mail for %s too long", order_id);
-    snprintf(name, sizeof(name), "%s.eml", event_id);
-    int rc = ntf_deliver(ctx, name, text, err);
+                     addr, ev_stmt_text(st, 2), ev_stmt_text(st, 4), event_id,
+                     m->order_id, m->tmpl, ev_stmt_text(st, 3));
+    ev_stmt_reset(st);
+    if (n < 0 || (size_t)n >= sizeof(m->text))
+        return ev_error_set(err, EV_EINVAL, "mail for %s too long", m->order_id);
+    return 0;
+}
+
+/* Sends one pending mail to addr: takes its row from PENDING to SENT first (a
+ * mail sent meanwhile by another instance changes no row and is skipped),
+ * then its file and notification.sent. */
+static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_error *err)
+{
+    char token[EV_UUID_LEN];
+    ev_uuid4(token);
+    ev_stmt *st =
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "UPDATE mails SET status = 'SENT', to_addr = ?2,"
+                      " sent_token = ?3 WHERE event_id = ?1 AND status = 'PENDING'",
+                      "sss", event_id, addr, token);
+    int rc = ev_store_exec(st, err);
+    if (rc < 0 || ev_stmt_changes(st) != 1)
+        return rc;
+    ntf_mail m;
+    rc = ntf_compose(ctx, event_id, addr, &m, err);
     if (rc == 0)
-        rc = ev_store_exec(ev_store_bind(ev_ctx_store(ctx), err,
-                                         "UPDATE mails SET status = 'SENT', to_addr = ?2"
-                                         " WHERE event_id = ?1",
-                                         "ss", event_id, addr),
-                           err);
+        rc = ntf_deliver(ctx, event_id, token, m.text, err);
     if (rc < 0)
         return rc;
-    ev_log(EV_LOG_DEBUG, "mail sent", "order_id=%s template=%s mail=%s", order_id, tmpl,
-           name);
+    ev_log(EV_LOG_DEBUG, "mail sent", "order_id=%s template=%s mail=%s.eml", m.order_id,
+           m.tmpl, event_id);
     return ev_emit(ctx, "notification.sent",
-                   json_pack("{s:s, s:s, s:s, s:s}", "order_id", order_id, "channel",
-                             "email", "template", tmpl, "to", addr),
+                   json_pack("{s:s, s:s, s:s, s:s}", "order_id", m.order_id, "channel",
+                             "email", "template", m.tmpl, "to", addr),
                    err);
+}
+
+/* Writes the order's row: its customer, or "" (a milestone, before the order
+ * is known), which never replaces a customer. */
+static int ntf_note_order(ev_ctx *ctx, const char *order_id, const char *customer_id,
+                          ev_error *err)
+{
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO orders(order_id, customer_id) VALUES(?1, ?2)"
+                      " ON CONFLICT(order_id) DO UPDATE SET customer_id = CASE"
+                      " WHEN orders.customer_id = '' THEN excluded.customer_id"
+                      " ELSE orders.customer_id END",
+                      "ss", order_id, customer_id),
+        err);
+}
+
+/* Writes the customer's row: the address, or "" (not registered yet), which
+ * never replaces an address. */
+static int ntf_note_customer(ev_ctx *ctx, const char *customer_id, const char *email,
+                             ev_error *err)
+{
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO customers(customer_id, email) VALUES(?1, ?2)"
+                      " ON CONFLICT(customer_id) DO UPDATE SET email = CASE"
+                      " WHEN excluded.email = '' THEN customers.email"
+                      " ELSE excluded.email END",
+                      "ss", customer_id, email),
+        err);
+}
+
+/* The address of the order's customer into addr ("" while either is
+ * unknown), writing the customer's row (ntf_migrations says why). */
+static int ntf_address(ev_ctx *ctx, const char *order_id, char *addr, size_t cap,
+                       ev_error *err)
+{
+    char customer[EV_SUBJECT_MAX];
+    addr[0] = '\0';
+    int rc = ev_store_query_text(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "SELECT customer_id FROM orders WHERE order_id = ?1", "s",
+                      order_id),
+        customer, sizeof(customer), NULL, err);
+    if (rc < 0 || !customer[0])
+        return rc;
+    rc = ntf_note_customer(ctx, customer, "", err);
+    if (rc == 0)
+        rc = ev_store_query_text(ev_store_bind(ev_ctx_store(ctx), err,
+                                               "SELECT email FROM customers"
+                                               " WHERE customer_id = ?1",
+                                               "s", customer),
+                                 addr, cap, NULL, err);
+    return rc;
 }
 
 /* Sends the order's pending mails once its customer's address is known. */
 static int ntf_flush(ev_ctx *ctx, const char *order_id, ev_error *err)
 {
-    sqlite3_stmt *st =
-        ev_store_bind(ev_ctx_store(ctx), err,
-                      "SELECT c.email FROM orders o JOIN customers c"
-                      " ON c.customer_id = o.customer_id WHERE o.order_id = ?1",
-                      "s", order_id);
-    if (!st)
-        return err->code;
-    char addr[256] = "";
-    if (sqlite3_step(st) == SQLITE_ROW)
-        snprintf(addr, sizeof(addr), "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_reset(st);
-    if (!addr[0])
-        return 0;
+    char addr[256];
+    int rc = ntf_address(ctx, order_id, addr, sizeof(addr), err);
+    if (rc < 0 || !addr[0])
+        return rc;
     json_t *ids = NULL;
-    int rc = ntf_column(ev_store_bind(ev_ctx_store(ctx), err,
-                                      "SELECT event_id FROM mails WHERE order_id = ?1"
-                                      " AND status = 'PENDING' ORDER BY rowid",
-                                      "s", order_id),
-                        &ids, err);
+    rc = ntf_column(ev_store_bind(ev_ctx_store(ctx), err,
+                                  "SELECT event_id FROM mails WHERE order_id = ?1"
+                                  " AND status = 'PENDING' ORDER BY seq, event_id",
+                                  "s", order_id),
+                    &ids, err);
     size_t i;
     json_t *id;
     json_array_foreach(ids, i, id)
@@ -314,12 +473,7 @@ static int ntf_on_customer(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *email = json_string_value(json_object_get(ev->data, "email"));
     if (!id || !email)
         return ev_error_set(err, EV_ESCHEMA, "customer.registered incomplete");
-    int rc = ev_store_exec(
-        ev_store_bind(ev_ctx_store(ctx), err,
-                      "INSERT INTO customers(customer_id, email) VALUES(?1, ?2)"
-                      " ON CONFLICT(customer_id) DO UPDATE SET email = ?2",
-                      "ss", id, email),
-        err);
+    int rc = ntf_note_customer(ctx, id, email, err);
     json_t *orders = NULL;
     if (rc == 0)
         rc = ntf_column(
@@ -346,16 +500,12 @@ static int ntf_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *customer = json_string_value(json_object_get(ev->data, "customer_id"));
     if (!id || !customer)
         return ev_error_set(err, EV_ESCHEMA, "order.placed incomplete");
-    int rc =
-        ev_store_exec(ev_store_bind(ev_ctx_store(ctx), err,
-                                    "INSERT OR IGNORE INTO orders(order_id, customer_id)"
-                                    " VALUES(?1, ?2)",
-                                    "ss", id, customer),
-                      err);
+    int rc = ntf_note_order(ctx, id, customer, err);
     return rc < 0 ? rc : ntf_flush(ctx, id, err);
 }
 
-/* A milestone: queues its mail (keyed by the event id) and sends what it can. */
+/* A milestone: queues its mail (keyed by the event id, after the order's
+ * other mails) and sends what it can. */
 static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const ntf_template *t = NULL;
@@ -375,10 +525,14 @@ static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
              detail);
     int rc = ev_store_exec(
         ev_store_bind(ev_ctx_store(ctx), err,
-                      "INSERT OR IGNORE INTO mails(event_id, order_id, template,"
-                      " subject, body, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                      "INSERT INTO mails(event_id, order_id, template, subject, body, at,"
+                      " seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(seq), 0)"
+                      " + 1 FROM mails WHERE order_id = ?2))"
+                      " ON CONFLICT(event_id) DO NOTHING",
                       "ssssss", ev->id, id, t->name, subject, body, ev->time),
         err);
+    if (rc == 0)
+        rc = ntf_note_order(ctx, id, "", err);
     return rc < 0 ? rc : ntf_flush(ctx, id, err);
 }
 
@@ -386,34 +540,30 @@ static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 
 static int ntf_dump(ev_store *s, json_t **out, ev_error *err)
 {
-    sqlite3 *db = ev_store_db(s);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT event_id, order_id, template, to_addr, status FROM mails"
-            " ORDER BY order_id, rowid",
-            -1, &st, NULL) != SQLITE_OK)
-        return ev_error_set(err, EV_ESTORE, "notifications dump: %s", sqlite3_errmsg(db));
+    ev_stmt *st = ev_store_stmt(s,
+                                "SELECT event_id, order_id, template, to_addr, status"
+                                " FROM mails ORDER BY order_id, seq, event_id",
+                                err);
+    if (!st)
+        return err->code;
     json_t *mails = json_array();
     json_int_t sent = 0, pending = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *status = (const char *)sqlite3_column_text(st, 4);
+    int rc = ev_stmt_step(st, err);
+    for (; rc == 1; rc = ev_stmt_step(st, err)) {
+        const char *status = ev_stmt_text(st, 4);
         if (strcmp(status, "SENT") == 0)
             sent++;
         else
             pending++;
-        json_array_append_new(
-            mails, json_pack("{s:s, s:s, s:s, s:s, s:s}", "event_id",
-                             (const char *)sqlite3_column_text(st, 0), "order_id",
-                             (const char *)sqlite3_column_text(st, 1), "template",
-                             (const char *)sqlite3_column_text(st, 2), "to",
-                             (const char *)sqlite3_column_text(st, 3), "status", status));
+        json_array_append_new(mails, json_pack("{s:s, s:s, s:s, s:s, s:s}", "event_id",
+                                               ev_stmt_text(st, 0), "order_id",
+                                               ev_stmt_text(st, 1), "template",
+                                               ev_stmt_text(st, 2), "to",
+                                               ev_stmt_text(st, 3), "status", status));
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    if (rc < 0) {
         json_decref(mails);
-        return ev_error_set(err, EV_ESTORE, "notifications dump: %s", sqlite3_errstr(rc));
+        return rc;
     }
     *out = json_pack("{s:s, s:o, s:I, s:I}", "service", "notifications", "mails", mails,
                      "sent", sent, "pending", pending);

@@ -22,18 +22,18 @@ static const ev_migration ord_migrations[] = {
     {1, "CREATE TABLE orders ("
         " order_id TEXT PRIMARY KEY,"
         " customer_id TEXT NOT NULL DEFAULT '',"
-        " total_cents INTEGER NOT NULL DEFAULT 0,"
+        " total_cents BIGINT NOT NULL DEFAULT 0,"
         " currency TEXT NOT NULL DEFAULT '',"
         " status TEXT NOT NULL DEFAULT 'UNPLACED',"
-        " reserved INTEGER NOT NULL DEFAULT 0,"
-        " out_of_stock INTEGER NOT NULL DEFAULT 0,"
-        " authorized INTEGER NOT NULL DEFAULT 0,"
-        " declined INTEGER NOT NULL DEFAULT 0,"
-        " dispatched INTEGER NOT NULL DEFAULT 0,"
-        " cancel_requested INTEGER NOT NULL DEFAULT 0,"
+        " reserved BIGINT NOT NULL DEFAULT 0,"
+        " out_of_stock BIGINT NOT NULL DEFAULT 0,"
+        " authorized BIGINT NOT NULL DEFAULT 0,"
+        " declined BIGINT NOT NULL DEFAULT 0,"
+        " dispatched BIGINT NOT NULL DEFAULT 0,"
+        " cancel_requested BIGINT NOT NULL DEFAULT 0,"
         " payment_id TEXT NOT NULL DEFAULT '',"
         " reason TEXT NOT NULL DEFAULT '',"
-        " updated_at INTEGER NOT NULL DEFAULT 0)"},
+        " updated_at BIGINT NOT NULL DEFAULT 0)"},
 };
 
 typedef struct ord_row {
@@ -49,11 +49,18 @@ static const char *ord_str(const json_t *data, const char *field)
     return json_string_value(json_object_get(data, field));
 }
 
+/* Column col of st's current row into buf ("" for NULL). */
+static void ord_col(ev_stmt *st, int col, char *buf, size_t cap)
+{
+    const char *v = ev_stmt_text(st, col);
+    snprintf(buf, cap, "%s", v ? v : "");
+}
+
 /* Reads the row of an order; *found false when there is none. */
 static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
                     ev_error *err)
 {
-    sqlite3_stmt *st =
+    ev_stmt *st =
         ev_store_bind(ev_ctx_store(ctx), err,
                       "SELECT status, reserved, out_of_stock, authorized, declined,"
                       " dispatched, cancel_requested, payment_id"
@@ -62,23 +69,19 @@ static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
     if (!st)
         return err->code;
     memset(r, 0, sizeof(*r));
-    int rc = sqlite3_step(st);
-    *found = rc == SQLITE_ROW;
-    if (*found) {
-        snprintf(r->status, sizeof(r->status), "%s",
-                 (const char *)sqlite3_column_text(st, 0));
-        r->reserved = sqlite3_column_int(st, 1);
-        r->out_of_stock = sqlite3_column_int(st, 2);
-        r->authorized = sqlite3_column_int(st, 3);
-        r->declined = sqlite3_column_int(st, 4);
-        r->dispatched = sqlite3_column_int(st, 5);
-        r->cancel_requested = sqlite3_column_int(st, 6);
-        snprintf(r->payment_id, sizeof(r->payment_id), "%s",
-                 (const char *)sqlite3_column_text(st, 7));
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "orders load: %s", sqlite3_errstr(rc));
+    int rc = ev_stmt_step(st, err);
+    *found = rc == 1;
+    if (rc != 1)
+        return rc;
+    ord_col(st, 0, r->status, sizeof(r->status));
+    r->reserved = ev_stmt_int(st, 1) != 0;
+    r->out_of_stock = ev_stmt_int(st, 2) != 0;
+    r->authorized = ev_stmt_int(st, 3) != 0;
+    r->declined = ev_stmt_int(st, 4) != 0;
+    r->dispatched = ev_stmt_int(st, 5) != 0;
+    r->cancel_requested = ev_stmt_int(st, 6) != 0;
+    ord_col(st, 7, r->payment_id, sizeof(r->payment_id));
+    ev_stmt_reset(st);
     return 0;
 }
 
@@ -156,6 +159,11 @@ static int ord_decide(ev_ctx *ctx, const char *order_id, ev_error *err)
 
 /* ---- handlers ----------------------------------------------------------- */
 
+/* Every decision writes the order's row it read (upsert or UPDATE), so on
+ * PostgreSQL a concurrent change to it is a conflict (retried). The paths that
+ * write nothing rest on states that never go back (placed, final, no longer
+ * PENDING), so a stale read of them decides as a current one would. */
+
 static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
@@ -195,53 +203,61 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     return ord_decide(ctx, id, err);
 }
 
-/* A fact about an order from another service: sets its flag, then decides. */
-static int ord_fact(ev_ctx *ctx, const ev_envelope *ev, const char *sql, ev_error *err)
+/* A fact about an order from another service: sets its flag, then decides.
+ * The upsert writes the order's row before ord_decide reads it, so on
+ * PostgreSQL a concurrent change to the row is a conflict (retried), never a
+ * decision on stale facts. sql binds ?1 order_id, ?2 now and, when
+ * with_payment, ?3 payment_id. */
+static int ord_fact(ev_ctx *ctx, const ev_envelope *ev, const char *sql,
+                    bool with_payment, ev_error *err)
 {
     const char *id;
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
+    ev_store *s = ev_ctx_store(ctx);
+    int64_t now = ev_ctx_now_ms(ctx);
     const char *pay = ord_str(ev->data, "payment_id");
-    rc = ev_store_exec(ev_store_bind(ev_ctx_store(ctx), err, sql, "ssi", id,
-                                     pay ? pay : "", (int64_t)ev_ctx_now_ms(ctx)),
-                       err);
+    ev_stmt *st = with_payment
+                      ? ev_store_bind(s, err, sql, "sis", id, now, pay ? pay : "")
+                      : ev_store_bind(s, err, sql, "si", id, now);
+    rc = ev_store_exec(st, err);
     if (rc < 0)
         return rc;
     return ord_decide(ctx, id, err);
 }
 
 #define ORD_FACT_SQL(col)                                                                \
-    "INSERT INTO orders(order_id, " col ", updated_at) VALUES(?1, 1, ?3)"                \
-    " ON CONFLICT(order_id) DO UPDATE SET " col " = 1, updated_at = ?3"
+    "INSERT INTO orders(order_id, " col ", updated_at) VALUES(?1, 1, ?2)"                \
+    " ON CONFLICT(order_id) DO UPDATE SET " col " = 1, updated_at = ?2"
 
 static int ord_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
-    return ord_fact(ctx, ev, ORD_FACT_SQL("reserved"), err);
+    return ord_fact(ctx, ev, ORD_FACT_SQL("reserved"), false, err);
 }
 
 static int ord_on_out_of_stock(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
-    return ord_fact(ctx, ev, ORD_FACT_SQL("out_of_stock"), err);
+    return ord_fact(ctx, ev, ORD_FACT_SQL("out_of_stock"), false, err);
 }
 
 static int ord_on_declined(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
-    return ord_fact(ctx, ev, ORD_FACT_SQL("declined"), err);
+    return ord_fact(ctx, ev, ORD_FACT_SQL("declined"), false, err);
 }
 
 static int ord_on_authorized(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     return ord_fact(ctx, ev,
                     "INSERT INTO orders(order_id, authorized, payment_id, updated_at)"
-                    " VALUES(?1, 1, ?2, ?3) ON CONFLICT(order_id) DO UPDATE SET"
-                    " authorized = 1, payment_id = ?2, updated_at = ?3",
-                    err);
+                    " VALUES(?1, 1, ?3, ?2) ON CONFLICT(order_id) DO UPDATE SET"
+                    " authorized = 1, payment_id = ?3, updated_at = ?2",
+                    true, err);
 }
 
 static int ord_on_dispatched(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
-    return ord_fact(ctx, ev, ORD_FACT_SQL("dispatched"), err);
+    return ord_fact(ctx, ev, ORD_FACT_SQL("dispatched"), false, err);
 }
 
 /* Accepted while the order is pending or confirmed; remembered when the order
@@ -258,7 +274,7 @@ static int ord_on_cancel_requested(ev_ctx *ctx, const ev_envelope *ev, ev_error 
     if (rc < 0)
         return rc;
     if (!found || strcmp(r.status, ORD_UNPLACED) == 0)
-        return ord_fact(ctx, ev, ORD_FACT_SQL("cancel_requested"), err);
+        return ord_fact(ctx, ev, ORD_FACT_SQL("cancel_requested"), false, err);
     if (strcmp(r.status, ORD_PENDING) == 0 || strcmp(r.status, ORD_CONFIRMED) == 0)
         return ord_cancel(ctx, id, "customer", err);
     ev_log(EV_LOG_INFO, "cancel request ignored", "order_id=%s status=%s event_id=%s", id,
@@ -281,44 +297,38 @@ static int ord_on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
 
 /* ---- dump --------------------------------------------------------------- */
 
+/* Appends the current row of the dump's query to orders and counts it. */
+static void ord_dump_row(ev_stmt *st, json_t *orders, json_t *counts)
+{
+    const char *status = ev_stmt_text(st, 2);
+    json_array_append_new(
+        orders,
+        json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s}", "order_id", ev_stmt_text(st, 0),
+                  "customer_id", ev_stmt_text(st, 1), "status", status, "total_cents",
+                  (json_int_t)ev_stmt_int(st, 3), "currency", ev_stmt_text(st, 4),
+                  "payment_id", ev_stmt_text(st, 5), "reason", ev_stmt_text(st, 6)));
+    json_int_t n = json_integer_value(json_object_get(counts, status));
+    json_object_set_new(counts, status, json_integer(n + 1));
+}
+
 static int ord_dump(ev_store *s, json_t **out, ev_error *err)
 {
-    sqlite3_stmt *st = NULL;
     json_t *orders = json_array();
     json_t *counts = json_object();
-    int rc = sqlite3_prepare_v2(ev_store_db(s),
+    ev_stmt *st = ev_store_stmt(s,
                                 "SELECT order_id, customer_id, status, total_cents,"
                                 " currency, payment_id, reason FROM orders"
                                 " ORDER BY order_id",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        rc = ev_error_set(err, EV_ESTORE, "orders dump: %s",
-                          sqlite3_errmsg(ev_store_db(s)));
+                                err);
+    int rc = st ? ev_stmt_step(st, err) : err->code;
+    for (; rc == 1; rc = ev_stmt_step(st, err))
+        ord_dump_row(st, orders, counts);
+    if (rc < 0)
         goto fail;
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *status = (const char *)sqlite3_column_text(st, 2);
-        json_array_append_new(
-            orders, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s}", "order_id",
-                              (const char *)sqlite3_column_text(st, 0), "customer_id",
-                              (const char *)sqlite3_column_text(st, 1), "status", status,
-                              "total_cents", (json_int_t)sqlite3_column_int64(st, 3),
-                              "currency", (const char *)sqlite3_column_text(st, 4),
-                              "payment_id", (const char *)sqlite3_column_text(st, 5),
-                              "reason", (const char *)sqlite3_column_text(st, 6)));
-        json_int_t n = json_integer_value(json_object_get(counts, status));
-        json_object_set_new(counts, status, json_integer(n + 1));
-    }
-    if (rc != SQLITE_DONE) {
-        rc = ev_error_set(err, EV_ESTORE, "orders dump: %s", sqlite3_errstr(rc));
-        goto fail;
-    }
-    sqlite3_finalize(st);
     *out = json_pack("{s:s, s:o, s:o}", "service", "orders", "orders", orders, "counts",
                      counts);
     return *out ? 0 : ev_error_set(err, EV_ENOMEM, "orders dump: out of memory");
 fail:
-    sqlite3_finalize(st);
     json_decref(orders);
     json_decref(counts);
     return rc;

@@ -15,18 +15,18 @@ static const ev_migration pay_migrations[] = {
         " customer_id TEXT PRIMARY KEY,"
         " name TEXT NOT NULL DEFAULT '',"
         " email TEXT NOT NULL DEFAULT '',"
-        " credit_limit_cents INTEGER NOT NULL DEFAULT 0,"
-        " outstanding_cents INTEGER NOT NULL DEFAULT 0 CHECK (outstanding_cents >= 0));"
+        " credit_limit_cents BIGINT NOT NULL DEFAULT 0,"
+        " outstanding_cents BIGINT NOT NULL DEFAULT 0 CHECK (outstanding_cents >= 0));"
         "CREATE TABLE payments ("
         " order_id TEXT PRIMARY KEY,"
         " customer_id TEXT NOT NULL DEFAULT '',"
-        " amount_cents INTEGER NOT NULL DEFAULT 0,"
-        " placed INTEGER NOT NULL DEFAULT 0,"
-        " reserved INTEGER NOT NULL DEFAULT 0,"
+        " amount_cents BIGINT NOT NULL DEFAULT 0,"
+        " placed BIGINT NOT NULL DEFAULT 0,"
+        " reserved BIGINT NOT NULL DEFAULT 0,"
         " status TEXT NOT NULL DEFAULT 'NONE',"
         " payment_id TEXT NOT NULL DEFAULT '',"
         " reason TEXT NOT NULL DEFAULT '',"
-        " updated_at INTEGER NOT NULL DEFAULT 0);"},
+        " updated_at BIGINT NOT NULL DEFAULT 0);"},
 };
 
 typedef struct pay_row {
@@ -39,10 +39,17 @@ typedef struct pay_row {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
+/* Column col of st's current row into buf ("" for NULL). */
+static void pay_col(ev_stmt *st, int col, char *buf, size_t cap)
+{
+    const char *v = ev_stmt_text(st, col);
+    snprintf(buf, cap, "%s", v ? v : "");
+}
+
 static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
                     ev_error *err)
 {
-    sqlite3_stmt *st =
+    ev_stmt *st =
         ev_store_bind(ev_ctx_store(ctx), err,
                       "SELECT customer_id, amount_cents, placed, reserved, status,"
                       " payment_id FROM payments WHERE order_id = ?1",
@@ -50,22 +57,17 @@ static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
     if (!st)
         return err->code;
     memset(r, 0, sizeof(*r));
-    int rc = sqlite3_step(st);
-    *found = rc == SQLITE_ROW;
-    if (*found) {
-        snprintf(r->customer_id, sizeof(r->customer_id), "%s",
-                 (const char *)sqlite3_column_text(st, 0));
-        r->amount = sqlite3_column_int64(st, 1);
-        r->placed = sqlite3_column_int(st, 2);
-        r->reserved = sqlite3_column_int(st, 3);
-        snprintf(r->status, sizeof(r->status), "%s",
-                 (const char *)sqlite3_column_text(st, 4));
-        snprintf(r->payment_id, sizeof(r->payment_id), "%s",
-                 (const char *)sqlite3_column_text(st, 5));
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "payments load: %s", sqlite3_errstr(rc));
+    int rc = ev_stmt_step(st, err);
+    *found = rc == 1;
+    if (rc != 1)
+        return rc;
+    pay_col(st, 0, r->customer_id, sizeof(r->customer_id));
+    r->amount = ev_stmt_int(st, 1);
+    r->placed = ev_stmt_int(st, 2) != 0;
+    r->reserved = ev_stmt_int(st, 3) != 0;
+    pay_col(st, 4, r->status, sizeof(r->status));
+    pay_col(st, 5, r->payment_id, sizeof(r->payment_id));
+    ev_stmt_reset(st);
     return 0;
 }
 
@@ -106,28 +108,48 @@ static int pay_decline(ev_ctx *ctx, const char *order_id, const char *reason,
                    json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason), err);
 }
 
-/* Authorizes against the customer's remaining credit, or declines. */
-static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
-                         ev_error *err)
+/* The customer's credit limit and outstanding amount; *known false when the
+ * customer is not registered. */
+static int pay_credit(ev_ctx *ctx, const char *customer_id, int64_t *limit,
+                      int64_t *outstanding, bool *known, ev_error *err)
 {
-    sqlite3_stmt *st =
+    ev_stmt *st =
         ev_store_bind(ev_ctx_store(ctx), err,
                       "SELECT credit_limit_cents, outstanding_cents FROM customers"
                       " WHERE customer_id = ?1",
-                      "s", r->customer_id);
+                      "s", customer_id);
     if (!st)
         return err->code;
-    int rc = sqlite3_step(st);
-    bool known = rc == SQLITE_ROW;
-    int64_t limit = known ? sqlite3_column_int64(st, 0) : 0;
-    int64_t outstanding = known ? sqlite3_column_int64(st, 1) : 0;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "payments customer: %s", sqlite3_errstr(rc));
+    int rc = ev_stmt_step(st, err);
+    *known = rc == 1;
+    *limit = *known ? ev_stmt_int(st, 0) : 0;
+    *outstanding = *known ? ev_stmt_int(st, 1) : 0;
+    if (rc != 1)
+        return rc;
+    ev_stmt_reset(st);
+    return 0;
+}
+
+/* Authorizes against the customer's remaining credit, or declines. Either way
+ * the decision writes the customer's row it read (a decline adds 0), so on
+ * PostgreSQL a concurrent charge, refund or new limit is a conflict and the
+ * decision is retried on the current row. An unknown customer has no row to
+ * write: a registration committed meanwhile counts as arriving after the
+ * order, as the topics' interleaving may have it on one instance too. */
+static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
+                         ev_error *err)
+{
+    int64_t limit = 0, outstanding = 0;
+    bool known = false;
+    int rc = pay_credit(ctx, r->customer_id, &limit, &outstanding, &known, err);
+    if (rc < 0)
+        return rc;
     if (!known)
         return pay_decline(ctx, order_id, "unknown_customer", err);
-    if (outstanding + r->amount > limit)
-        return pay_decline(ctx, order_id, "credit_limit", err);
+    if (outstanding + r->amount > limit) {
+        rc = pay_outstanding(ctx, r->customer_id, 0, err);
+        return rc < 0 ? rc : pay_decline(ctx, order_id, "credit_limit", err);
+    }
     char pid[EV_ID_MAX];
     ev_derived_id(pid, "pay-", order_id);
     rc = pay_set_status(ctx, order_id, "AUTHORIZED", pid, "", err);
@@ -175,6 +197,8 @@ static int pay_on_customer(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
         err);
 }
 
+/* A repeated order.placed changes nothing (WHERE), but on PostgreSQL the
+ * upsert still locks the row, so pay_decide reads it as current. */
 static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
@@ -191,7 +215,7 @@ static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
                       " updated_at) VALUES(?1, ?2, ?3, 1, ?4)"
                       " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
                       " amount_cents = ?3, placed = 1, updated_at = ?4"
-                      " WHERE placed = 0",
+                      " WHERE payments.placed = 0",
                       "ssii", id, customer, (int64_t)json_integer_value(total),
                       (int64_t)ev_ctx_now_ms(ctx)),
         err);
@@ -215,7 +239,10 @@ static int pay_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 }
 
 /* Refunds an authorized payment; a payment not decided yet is voided so that
- * a late reservation never charges a cancelled order. */
+ * a late reservation never charges a cancelled order. Every path that acts
+ * writes the row it read (a row another instance inserted meanwhile makes the
+ * INSERT a unique-key conflict, retried); DECLINED, REFUNDED and VOID are
+ * final, so ignoring them never rests on a stale read. */
 static int pay_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
@@ -252,61 +279,48 @@ static int pay_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 
 /* ---- dump --------------------------------------------------------------- */
 
-static int pay_dump_customers(sqlite3 *db, json_t *out, ev_error *err)
+static void pay_customer_row(ev_stmt *st, json_t *out)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT customer_id, email, credit_limit_cents, outstanding_cents"
-            " FROM customers ORDER BY customer_id",
-            -1, &st, NULL) != SQLITE_OK)
-        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errmsg(db));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(
-            out, json_pack("{s:s, s:s, s:I, s:I}", "customer_id",
-                           (const char *)sqlite3_column_text(st, 0), "email",
-                           (const char *)sqlite3_column_text(st, 1), "credit_limit_cents",
-                           (json_int_t)sqlite3_column_int64(st, 2), "outstanding_cents",
-                           (json_int_t)sqlite3_column_int64(st, 3)));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errstr(rc));
-    return 0;
+    json_array_append_new(out,
+                          json_pack("{s:s, s:s, s:I, s:I}", "customer_id",
+                                    ev_stmt_text(st, 0), "email", ev_stmt_text(st, 1),
+                                    "credit_limit_cents", (json_int_t)ev_stmt_int(st, 2),
+                                    "outstanding_cents", (json_int_t)ev_stmt_int(st, 3)));
 }
 
-static int pay_dump_payments(sqlite3 *db, json_t *out, ev_error *err)
+static void pay_payment_row(ev_stmt *st, json_t *out)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT order_id, customer_id, amount_cents, status, payment_id,"
-            " reason FROM payments ORDER BY order_id",
-            -1, &st, NULL) != SQLITE_OK)
-        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errmsg(db));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(
-            out, json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "order_id",
-                           (const char *)sqlite3_column_text(st, 0), "customer_id",
-                           (const char *)sqlite3_column_text(st, 1), "amount_cents",
-                           (json_int_t)sqlite3_column_int64(st, 2), "status",
-                           (const char *)sqlite3_column_text(st, 3), "payment_id",
-                           (const char *)sqlite3_column_text(st, 4), "reason",
-                           (const char *)sqlite3_column_text(st, 5)));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "payments dump: %s", sqlite3_errstr(rc));
-    return 0;
+    json_array_append_new(
+        out, json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "order_id", ev_stmt_text(st, 0),
+                       "customer_id", ev_stmt_text(st, 1), "amount_cents",
+                       (json_int_t)ev_stmt_int(st, 2), "status", ev_stmt_text(st, 3),
+                       "payment_id", ev_stmt_text(st, 4), "reason", ev_stmt_text(st, 5)));
+}
+
+/* Appends row(st) to out for every row of sql. */
+static int pay_dump_rows(ev_store *s, const char *sql, void (*row)(ev_stmt *, json_t *),
+                         json_t *out, ev_error *err)
+{
+    ev_stmt *st = ev_store_stmt(s, sql, err);
+    int rc = st ? ev_stmt_step(st, err) : err->code;
+    for (; rc == 1; rc = ev_stmt_step(st, err))
+        row(st, out);
+    return rc;
 }
 
 static int pay_dump(ev_store *s, json_t **out, ev_error *err)
 {
     json_t *customers = json_array();
     json_t *payments = json_array();
-    int rc = pay_dump_customers(ev_store_db(s), customers, err);
+    int rc = pay_dump_rows(s,
+                           "SELECT customer_id, email, credit_limit_cents,"
+                           " outstanding_cents FROM customers ORDER BY customer_id",
+                           pay_customer_row, customers, err);
     if (rc == 0)
-        rc = pay_dump_payments(ev_store_db(s), payments, err);
+        rc = pay_dump_rows(s,
+                           "SELECT order_id, customer_id, amount_cents, status,"
+                           " payment_id, reason FROM payments ORDER BY order_id",
+                           pay_payment_row, payments, err);
     if (rc < 0) {
         json_decref(customers);
         json_decref(payments);

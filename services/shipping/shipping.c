@@ -17,27 +17,35 @@ static const ev_migration shp_migrations[] = {
         " order_id TEXT PRIMARY KEY,"
         " shipment_id TEXT NOT NULL DEFAULT '',"
         " status TEXT NOT NULL,"
-        " updated_at INTEGER NOT NULL DEFAULT 0)"},
+        " updated_at BIGINT NOT NULL DEFAULT 0)"},
 };
 
 /* ---- SQL helpers -------------------------------------------------------- */
+
+/* Column col of st's current row into buf ("" for NULL). */
+static void shp_col(ev_stmt *st, int col, char *buf, size_t cap)
+{
+    const char *v = ev_stmt_text(st, col);
+    snprintf(buf, cap, "%s", v ? v : "");
+}
 
 /* The shipment's status and id ("" when there is none). */
 static int shp_load(ev_ctx *ctx, const char *order_id, char *status, size_t scap,
                     char *sid, size_t icap, ev_error *err)
 {
-    sqlite3_stmt *st = ev_store_bind(
+    status[0] = '\0';
+    sid[0] = '\0';
+    ev_stmt *st = ev_store_bind(
         ev_ctx_store(ctx), err,
         "SELECT status, shipment_id FROM shipments WHERE order_id = ?1", "s", order_id);
     if (!st)
         return err->code;
-    int rc = sqlite3_step(st);
-    bool row = rc == SQLITE_ROW;
-    snprintf(status, scap, "%s", row ? (const char *)sqlite3_column_text(st, 0) : "");
-    snprintf(sid, icap, "%s", row ? (const char *)sqlite3_column_text(st, 1) : "");
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return ev_error_set(err, EV_ESTORE, "shipping load: %s", sqlite3_errstr(rc));
+    int rc = ev_stmt_step(st, err);
+    if (rc != 1)
+        return rc;
+    shp_col(st, 0, status, scap);
+    shp_col(st, 1, sid, icap);
+    ev_stmt_reset(st);
     return 0;
 }
 
@@ -68,6 +76,11 @@ static int shp_move(ev_ctx *ctx, const char *order_id, const char *sid,
 }
 
 /* ---- handlers ----------------------------------------------------------- */
+
+/* Every transition below upserts the shipment's row it read, so on PostgreSQL
+ * a concurrent change to it is a conflict (retried). The paths that write
+ * nothing rest on states that never go back (a row exists; not SCHEDULED any
+ * more), so a stale read of them decides as a current one would. */
 
 static int shp_on_confirmed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
@@ -127,25 +140,20 @@ static int shp_on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
 
 static int shp_dump(ev_store *s, json_t **out, ev_error *err)
 {
-    sqlite3 *db = ev_store_db(s);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT order_id, shipment_id, status FROM shipments"
-                           " ORDER BY order_id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return ev_error_set(err, EV_ESTORE, "shipping dump: %s", sqlite3_errmsg(db));
     json_t *list = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s}", "order_id",
-                            (const char *)sqlite3_column_text(st, 0), "shipment_id",
-                            (const char *)sqlite3_column_text(st, 1), "status",
-                            (const char *)sqlite3_column_text(st, 2)));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    ev_stmt *st = ev_store_stmt(s,
+                                "SELECT order_id, shipment_id, status FROM shipments"
+                                " ORDER BY order_id",
+                                err);
+    int rc = st ? ev_stmt_step(st, err) : err->code;
+    for (; rc == 1; rc = ev_stmt_step(st, err))
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "order_id",
+                                              ev_stmt_text(st, 0), "shipment_id",
+                                              ev_stmt_text(st, 1), "status",
+                                              ev_stmt_text(st, 2)));
+    if (rc < 0) {
         json_decref(list);
-        return ev_error_set(err, EV_ESTORE, "shipping dump: %s", sqlite3_errstr(rc));
+        return rc;
     }
     *out = json_pack("{s:s, s:o}", "service", "shipping", "shipments", list);
     return *out ? 0 : ev_error_set(err, EV_ENOMEM, "shipping dump: out of memory");

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Event-flow test helpers: isolated runs of the five services against the
- * real broker, a record collector, deadline waits, dumps and invariants. */
+/* Event-flow test helpers: isolated runs of the five services (one or more
+ * instances each, on SQLite or PostgreSQL) against the real broker, a record
+ * collector, deadline waits, dumps and invariants. Processes, producing and
+ * reading the broker go through harness.c. */
 #include "flow.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,34 +15,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "contract.h"
 #include "envelope.h"
+#include "harness.h"
 
 const char *const flow_services[FLOW_N_SERVICES] = {"orders", "inventory", "payments",
                                                     "shipping", "notifications"};
 
 #define FLOW_MAX_TOPICS 24
+#define FLOW_PARTITIONS 3
+#define FLOW_TOPIC_MAX 200
+#define FLOW_STOP_MS 20000
+#define FLOW_DUMP_MS 30000
+#define FLOW_PRODUCE_MS 15000
+#define FLOW_SCHEMA_MAX 64
+#define FLOW_DIR_MAX 320
 
 struct flow {
     char name[64];
     char prefix[128];
     char base[256];
-    char brokers[512];
-    char build[512];
-    char data_dirs[FLOW_N_SERVICES][320];
+    char dirs[FLOW_N_SERVICES][FLOW_MAX_INSTANCES][FLOW_DIR_MAX];
+    bool pg;
+    char schemas[FLOW_N_SERVICES][FLOW_SCHEMA_MAX]; /* "" on SQLite */
+    bool pg_ready[FLOW_N_SERVICES];                 /* its runtime tables exist */
     flow_opts opts;
-    pid_t pids[FLOW_N_SERVICES];
+    pid_t pids[FLOW_N_SERVICES][FLOW_MAX_INSTANCES];
     ev_contract *contract;
-    rd_kafka_t *prod;
+    harness_producer *prod;
     rd_kafka_t *cons;
-    char topics[FLOW_MAX_TOPICS][64]; /* unprefixed */
-    int parts[FLOW_MAX_TOPICS];
+    char topics[FLOW_MAX_TOPICS][64];           /* unprefixed */
+    char full[FLOW_MAX_TOPICS][FLOW_TOPIC_MAX]; /* prefixed */
+    const char *fullp[FLOW_MAX_TOPICS];
     size_t n_topics;
     pthread_t thr;
     bool thr_started;
@@ -51,32 +59,24 @@ struct flow {
     pthread_cond_t cv;
     flow_rec *recs;
     size_t n_recs, cap_recs;
-    int64_t seen[FLOW_MAX_TOPICS][16]; /* collector: next offset per partition */
-    int delivery_failures;
+    int64_t seen[FLOW_MAX_TOPICS][FLOW_PARTITIONS]; /* collector: next offsets */
     int failures;
 };
 
 /* ---- small things ------------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int svc_index(const char *service)
 {
-    for (int i = 0; i < FLOW_N_SERVICES; i++)
+    for (int i = 0; service && i < FLOW_N_SERVICES; i++)
         if (strcmp(flow_services[i], service) == 0)
             return i;
     return -1;
+}
+
+/* The service's index when idx is a valid instance, else -1. */
+static int svc_instance(const char *service, int idx)
+{
+    return idx >= 0 && idx < FLOW_MAX_INSTANCES ? svc_index(service) : -1;
 }
 
 bool flow_check_at(flow *f, bool cond, const char *file, int line, const char *fmt, ...)
@@ -110,103 +110,65 @@ void flow_note(flow *f, const char *fmt, ...)
 
 const char *flow_data_dir(flow *f, const char *service)
 {
+    return flow_instance_dir(f, service, 0);
+}
+
+const char *flow_instance_dir(flow *f, const char *service, int idx)
+{
+    int i = svc_instance(service, idx);
+    return i < 0 ? NULL : f->dirs[i][idx];
+}
+
+bool flow_uses_pg(const flow *f)
+{
+    return f->pg;
+}
+
+const char *flow_schema(flow *f, const char *service)
+{
     int i = svc_index(service);
-    return i < 0 ? NULL : f->data_dirs[i];
+    return i < 0 || !f->pg ? NULL : f->schemas[i];
 }
 
 /* ---- Kafka -------------------------------------------------------------- */
-
-static void flow_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    (void)rk;
-    flow *f = opaque;
-    if (m->err) {
-        fprintf(stderr, "flow %s: delivery failed: %s\n", f->name,
-                rd_kafka_err2str(m->err));
-        f->delivery_failures++;
-    }
-}
-
-static rd_kafka_t *flow_kafka(flow *f, rd_kafka_type_t type)
-{
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", f->brokers, errstr, sizeof(errstr));
-    rd_kafka_conf_set_opaque(conf, f);
-    if (type == RD_KAFKA_PRODUCER) {
-        rd_kafka_conf_set(conf, "linger.ms", "0", errstr, sizeof(errstr));
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr));
-        rd_kafka_conf_set_dr_msg_cb(conf, flow_dr);
-    } else {
-        char group[200];
-        snprintf(group, sizeof(group), "%scollector", f->prefix);
-        rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr));
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr));
-        rd_kafka_conf_set(conf, "enable.partition.eof", "false", errstr, sizeof(errstr));
-    }
-    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
-    if (!rk)
-        fprintf(stderr, "flow %s: kafka: %s\n", f->name, errstr);
-    return rk;
-}
 
 static void full_topic(const flow *f, const char *topic, char *out, size_t cap)
 {
     snprintf(out, cap, "%s%s", f->prefix, topic);
 }
 
-/* Every topic of the contract plus dlq.<service>, 3 partitions each. */
+static void add_topic(flow *f, const char *topic)
+{
+    if (f->n_topics == FLOW_MAX_TOPICS) {
+        flow_note(f, "more than %d topics, %s left out", FLOW_MAX_TOPICS, topic);
+        return;
+    }
+    size_t i = f->n_topics++;
+    snprintf(f->topics[i], sizeof(f->topics[i]), "%s", topic);
+    full_topic(f, topic, f->full[i], sizeof(f->full[i]));
+    f->fullp[i] = f->full[i];
+}
+
+/* Every topic of the contract plus dlq.<service>, FLOW_PARTITIONS each. */
 static int flow_create_topics(flow *f)
 {
     const char *const *t = ev_contract_topics(f->contract);
-    for (size_t i = 0; t && t[i] && f->n_topics < FLOW_MAX_TOPICS; i++)
-        snprintf(f->topics[f->n_topics++], 64, "%s", t[i]);
-    for (int i = 0; i < FLOW_N_SERVICES; i++)
-        snprintf(f->topics[f->n_topics++], 64, "dlq.%s", flow_services[i]);
-    rd_kafka_NewTopic_t *nt[FLOW_MAX_TOPICS];
-    char errstr[256], name[200];
-    for (size_t i = 0; i < f->n_topics; i++) {
-        full_topic(f, f->topics[i], name, sizeof(name));
-        nt[i] = rd_kafka_NewTopic_new(name, 3, 1, errstr, sizeof(errstr));
-        f->parts[i] = 3;
+    char dlq[64];
+    for (size_t i = 0; t && t[i]; i++)
+        add_topic(f, t[i]);
+    for (int i = 0; i < FLOW_N_SERVICES; i++) {
+        snprintf(dlq, sizeof(dlq), "dlq.%s", flow_services[i]);
+        add_topic(f, dlq);
     }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(f->prod);
-    rd_kafka_CreateTopics(f->prod, nt, f->n_topics, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    int rc = 0;
-    const rd_kafka_CreateTopics_result_t *res =
-        ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    if (!res) {
-        fprintf(stderr, "flow %s: create topics: no result\n", f->name);
-        rc = -1;
-    } else {
-        size_t n;
-        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
-        for (size_t i = 0; i < n; i++) {
-            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
-            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-                fprintf(stderr, "flow %s: create %s: %s\n", f->name,
-                        rd_kafka_topic_result_name(tr[i]), rd_kafka_err2str(e));
-                rc = -1;
-            }
-        }
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy_array(nt, f->n_topics);
-    return rc;
+    return harness_create_topics(f->fullp, f->n_topics, FLOW_PARTITIONS, 30000);
 }
 
 /* ---- collector ---------------------------------------------------------- */
 
 static int topic_index(const flow *f, const char *full)
 {
-    size_t pl = strlen(f->prefix);
-    if (strncmp(full, f->prefix, pl) != 0)
-        return -1;
     for (size_t i = 0; i < f->n_topics; i++)
-        if (strcmp(f->topics[i], full + pl) == 0)
+        if (strcmp(f->full[i], full) == 0)
             return (int)i;
     return -1;
 }
@@ -243,7 +205,7 @@ static void rec_fill(flow_rec *r, const rd_kafka_message_t *m, const char *topic
 static void collect_one(flow *f, const rd_kafka_message_t *m)
 {
     int ti = topic_index(f, rd_kafka_topic_name(m->rkt));
-    if (ti < 0 || m->partition < 0 || m->partition >= 16)
+    if (ti < 0 || m->partition < 0 || m->partition >= FLOW_PARTITIONS)
         return;
     flow_rec r;
     rec_fill(&r, m, f->topics[ti]);
@@ -283,40 +245,126 @@ static void *collector(void *arg)
 
 static int flow_start_collector(flow *f)
 {
-    rd_kafka_poll_set_consumer(f->cons);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(64);
-    char name[200];
-    for (size_t i = 0; i < f->n_topics; i++) {
-        full_topic(f, f->topics[i], name, sizeof(name));
-        for (int p = 0; p < f->parts[i]; p++)
-            rd_kafka_topic_partition_list_add(l, name, p)->offset =
-                RD_KAFKA_OFFSET_BEGINNING;
-    }
-    rd_kafka_resp_err_t e = rd_kafka_assign(f->cons, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        fprintf(stderr, "flow %s: assign: %s\n", f->name, rd_kafka_err2str(e));
+    f->cons = harness_consumer_new();
+    if (!f->cons)
         return -1;
-    }
+    rd_kafka_poll_set_consumer(f->cons);
+    if (harness_assign_beginning(f->cons, f->fullp, f->n_topics, FLOW_PARTITIONS) != 0)
+        return -1;
     if (pthread_create(&f->thr, NULL, collector, f) != 0)
         return -1;
     f->thr_started = true;
     return 0;
 }
 
-/* ---- life cycle --------------------------------------------------------- */
+/* ---- store -------------------------------------------------------------- */
 
-static const char *env_or(const char *name, const char *def)
+/* The run's store: opts, else CHOREO_FLOW_STORE; -1 (printed) when unknown. */
+static int store_kind(flow *f, flow_store *out)
 {
-    const char *v = getenv(name);
-    return v && *v ? v : def;
+    *out = f->opts.store;
+    if (*out == FLOW_STORE_SQLITE || *out == FLOW_STORE_POSTGRES)
+        return 0;
+    if (*out != FLOW_STORE_ENV) {
+        fprintf(stderr, "flow %s: flow_opts.store %d is not a flow_store\n", f->name,
+                (int)*out);
+        return -1;
+    }
+    const char *v = getenv("CHOREO_FLOW_STORE");
+    if (!v || !*v || strcmp(v, "sqlite") == 0)
+        *out = FLOW_STORE_SQLITE;
+    else if (strcmp(v, "postgresql") == 0)
+        *out = FLOW_STORE_POSTGRES;
+    else {
+        fprintf(stderr, "flow %s: CHOREO_FLOW_STORE=%s: want postgresql or sqlite\n",
+                f->name, v);
+        return -1;
+    }
+    return 0;
 }
 
-flow *flow_new(const char *name, const flow_opts *opts)
+/* Picks the store; on PostgreSQL a fresh schema per service. -1 (printed). */
+static int flow_pick_store(flow *f)
 {
-    flow *f = calloc(1, sizeof(*f));
-    if (!f)
-        return NULL;
+    flow_store kind;
+    if (store_kind(f, &kind) != 0)
+        return -1;
+    f->pg = kind == FLOW_STORE_POSTGRES;
+    if (!f->pg)
+        return 0;
+    if (!harness_pg_uri()) {
+        fprintf(stderr,
+                "flow %s: the run is on PostgreSQL (CHOREO_FLOW_STORE=postgresql or "
+                "flow_opts.store) but CHOREO_TEST_PG is unset: export the URI that "
+                "'sh tests/pg-server start --data-dir DIR' prints\n",
+                f->name);
+        return -1;
+    }
+    for (int i = 0; i < FLOW_N_SERVICES; i++) {
+        char base[128];
+        snprintf(base, sizeof(base), "flow_%s_%s", f->name, flow_services[i]);
+        if (harness_pg_fresh_schema(f->schemas[i], sizeof(f->schemas[i]), base) != 0) {
+            fprintf(stderr, "flow %s: no PostgreSQL schema for %s (base %s)\n", f->name,
+                    flow_services[i], base);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Drops the run's schemas (a passed run); a failed drop is only noted. */
+static void drop_schemas(flow *f)
+{
+    for (int i = 0; f->pg && i < FLOW_N_SERVICES; i++) {
+        char sql[FLOW_SCHEMA_MAX + 64];
+        if (!f->schemas[i][0])
+            continue;
+        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE", f->schemas[i]);
+        if (harness_pg_exec(sql) != 0)
+            flow_note(f, "schema %s of %s not dropped", f->schemas[i], flow_services[i]);
+    }
+}
+
+static void note_store(flow *f)
+{
+    if (!f->pg) {
+        flow_note(f, "store sqlite (<data dir>/<service>.db)");
+        return;
+    }
+    flow_note(f,
+              "store postgresql (CHOREO_TEST_PG), schemas orders=%s inventory=%s "
+              "payments=%s shipping=%s notifications=%s",
+              f->schemas[0], f->schemas[1], f->schemas[2], f->schemas[3], f->schemas[4]);
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+/* The run's directory and the data dir names: instance 0's made now, the
+ * others when they start. */
+static int flow_make_dirs(flow *f)
+{
+    snprintf(f->base, sizeof(f->base), "/tmp/choreo-flow-%s-XXXXXX", f->name);
+    if (!mkdtemp(f->base)) {
+        fprintf(stderr, "flow %s: mkdtemp: %s\n", f->name, strerror(errno));
+        f->base[0] = '\0';
+        return -1;
+    }
+    for (int i = 0; i < FLOW_N_SERVICES; i++)
+        for (int k = 0; k < FLOW_MAX_INSTANCES; k++) {
+            char *d = f->dirs[i][k];
+            int n = k == 0 ? snprintf(d, FLOW_DIR_MAX, "%s/%s", f->base, flow_services[i])
+                           : snprintf(d, FLOW_DIR_MAX, "%s/%s.%d", f->base,
+                                      flow_services[i], k);
+            if (n < 0 || n >= FLOW_DIR_MAX)
+                return -1;
+        }
+    for (int i = 0; i < FLOW_N_SERVICES; i++)
+        mkdir(f->dirs[i][0], 0755);
+    return 0;
+}
+
+static void flow_init(flow *f, const char *name, const flow_opts *opts)
+{
     setvbuf(stderr, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&f->mu, NULL);
@@ -331,29 +379,26 @@ flow *flow_new(const char *name, const flow_opts *opts)
     char u[EV_UUID_LEN];
     ev_uuid4(u);
     snprintf(f->prefix, sizeof(f->prefix), "t-%s-%.8s-", name, u);
-    snprintf(f->brokers, sizeof(f->brokers), "%s",
-             env_or("CHOREO_BROKERS", "127.0.0.1:9092"));
-    snprintf(f->build, sizeof(f->build), "%s", env_or("CHOREO_BUILD", "build"));
-    snprintf(f->base, sizeof(f->base), "/tmp/choreo-flow-%s-XXXXXX", name);
+}
+
+flow *flow_new(const char *name, const flow_opts *opts)
+{
+    flow *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    flow_init(f, name, opts);
     ev_error err = {0};
-    if (!mkdtemp(f->base)) {
-        fprintf(stderr, "flow %s: mkdtemp: %s\n", name, strerror(errno));
+    if (flow_pick_store(f) != 0 || flow_make_dirs(f) != 0)
         goto fail;
-    }
-    for (int i = 0; i < FLOW_N_SERVICES; i++) {
-        snprintf(f->data_dirs[i], sizeof(f->data_dirs[i]), "%s/%s", f->base,
-                 flow_services[i]);
-        mkdir(f->data_dirs[i], 0755);
-    }
     if (ev_contract_load(&f->contract, EV_SCHEMA_DIR "/choreography.json", &err) < 0) {
         fprintf(stderr, "flow %s: contract: %s\n", name, err.text);
         goto fail;
     }
-    f->prod = flow_kafka(f, RD_KAFKA_PRODUCER);
-    f->cons = flow_kafka(f, RD_KAFKA_CONSUMER);
-    if (!f->prod || !f->cons || flow_create_topics(f) < 0 || flow_start_collector(f) < 0)
+    f->prod = harness_producer_new(NULL);
+    if (!f->prod || flow_create_topics(f) < 0 || flow_start_collector(f) < 0)
         goto fail;
     flow_note(f, "prefix %s, data %s", f->prefix, f->base);
+    note_store(f);
     return f;
 fail:
     f->failures++;
@@ -361,24 +406,40 @@ fail:
     return NULL;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static void log_path(const flow *f, int i, int k, char *out, size_t cap)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    snprintf(out, cap, "%s/%s.%d.log", f->base, flow_services[i], k);
 }
 
-/* Prints the tail of each service's log (for a failed run). */
+/* Prints the tail of every instance's log (for a failed run). */
 static void flow_show_logs(flow *f)
 {
-    for (int i = 0; i < FLOW_N_SERVICES; i++) {
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "tail -n 15 '%s/log' 2>/dev/null | sed 's/^/  %s| /'",
-                 f->data_dirs[i], flow_services[i]);
-        if (system(cmd) != 0)
-            continue;
+    char path[400];
+    for (int i = 0; f->base[0] && i < FLOW_N_SERVICES; i++)
+        for (int k = 0; k < FLOW_MAX_INSTANCES; k++) {
+            log_path(f, i, k, path, sizeof(path));
+            if (access(path, F_OK) == 0)
+                harness_dump_log(path, 3000);
+        }
+}
+
+/* Stops the collector, frees the producer, the records and the contract. */
+static void flow_release(flow *f)
+{
+    f->stop = 1;
+    if (f->thr_started)
+        pthread_join(f->thr, NULL);
+    if (f->cons) {
+        rd_kafka_consumer_close(f->cons);
+        rd_kafka_destroy(f->cons);
     }
+    harness_producer_free(f->prod);
+    for (size_t i = 0; i < f->n_recs; i++) {
+        free(f->recs[i].value);
+        json_decref(f->recs[i].data);
+    }
+    free(f->recs);
+    ev_contract_free(f->contract);
 }
 
 int flow_end(flow *f)
@@ -387,32 +448,19 @@ int flow_end(flow *f)
         return 1;
     for (int i = 0; i < FLOW_N_SERVICES; i++)
         flow_stop(f, flow_services[i], 0);
-    f->stop = 1;
-    if (f->thr_started)
-        pthread_join(f->thr, NULL);
-    if (f->cons) {
-        rd_kafka_consumer_close(f->cons);
-        rd_kafka_destroy(f->cons);
-    }
-    if (f->prod) {
-        rd_kafka_flush(f->prod, 5000);
-        rd_kafka_destroy(f->prod);
-    }
-    for (size_t i = 0; i < f->n_recs; i++) {
-        free(f->recs[i].value);
-        json_decref(f->recs[i].data);
-    }
-    free(f->recs);
-    ev_contract_free(f->contract);
+    flow_release(f);
     int failed = f->failures > 0;
     if (failed) {
         flow_show_logs(f);
         fprintf(stderr, "flow %s: FAILED (%d checks), data kept in %s\n", f->name,
-                f->failures, f->base);
+                f->failures, f->base[0] ? f->base : "(none)");
+        if (f->pg)
+            note_store(f); /* the schemas are kept: name them */
     } else {
         fprintf(stderr, "flow %s: ok\n", f->name);
-        if (f->base[0] && strstr(f->base, "XXXXXX") == NULL)
-            nftw(f->base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (f->base[0])
+            harness_rmtree(f->base);
+        drop_schemas(f);
     }
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
@@ -422,214 +470,379 @@ int flow_end(flow *f)
 
 /* ---- processes ---------------------------------------------------------- */
 
-/* In a child: the run's environment for service i. */
-static void child_env(flow *f, int i)
+#define FLOW_ENV_MAX 48
+
+/* A child's environment changes for harness_spawn/harness_run: "K=V" sets,
+ * "K" unsets. */
+typedef struct flow_env {
+    char *v[FLOW_ENV_MAX + 1];
+    size_t n;
+    char buf[8192];
+    size_t used;
+    bool over;
+} flow_env;
+
+static void env_add(flow_env *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void env_add(flow_env *e, const char *fmt, ...)
 {
-    char v[64];
-    setenv("CHOREO_BROKERS", f->brokers, 1);
-    setenv("CHOREO_TOPIC_PREFIX", f->prefix, 1);
-    setenv("CHOREO_DATA_DIR", f->data_dirs[i], 1);
-    setenv("CHOREO_HTTP_ADDR", "", 1);
-    snprintf(v, sizeof(v), "%lld", (long long)f->opts.order_timeout_ms);
-    setenv("CHOREO_ORDER_TIMEOUT_MS", v, 1);
-    snprintf(v, sizeof(v), "%lld", (long long)f->opts.dispatch_delay_ms);
-    setenv("CHOREO_DISPATCH_DELAY_MS", v, 1);
-    if (!getenv("CHOREO_RETRY_BACKOFF_MS"))
-        setenv("CHOREO_RETRY_BACKOFF_MS", "50", 1);
-    if (f->opts.extra_env) {
-        char *copy = strdup(f->opts.extra_env); /* lives until exec */
-        for (char *tok = copy; tok && *tok;) {
-            char *sp = strchr(tok, ' ');
-            if (sp)
-                *sp = '\0';
-            if (*tok)
-                putenv(tok);
-            tok = sp ? sp + 1 : NULL;
-        }
+    size_t room = sizeof(e->buf) - e->used;
+    if (e->over || e->n == FLOW_ENV_MAX) {
+        e->over = true;
+        return;
     }
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(e->buf + e->used, room, fmt, ap);
+    va_end(ap);
+    if (len < 0 || (size_t)len >= room) {
+        e->over = true;
+        return;
+    }
+    e->v[e->n++] = e->buf + e->used;
+    e->v[e->n] = NULL;
+    e->used += (size_t)len + 1;
+}
+
+/* Every space-separated word of words ("NAME=value" or "NAME" to unset). */
+static void env_add_words(flow_env *e, const char *words)
+{
+    for (const char *w = words; w && *w;) {
+        size_t len = strcspn(w, " ");
+        if (len > 0)
+            env_add(e, "%.*s", (int)len, w);
+        w += len + (w[len] == ' ');
+    }
+}
+
+/* The run's environment for instance k of service i; -1 when it does not fit. */
+static int env_of(flow *f, int i, int k, flow_env *e)
+{
+    memset(e, 0, sizeof(*e));
+    env_add(e, "CHOREO_BROKERS=%s", harness_brokers());
+    env_add(e, "CHOREO_TOPIC_PREFIX=%s", f->prefix);
+    env_add(e, "CHOREO_DATA_DIR=%s", f->dirs[i][k]);
+    env_add(e, "CHOREO_HTTP_ADDR=");
+    env_add(e, "CHOREO_ORDER_TIMEOUT_MS=%lld", (long long)f->opts.order_timeout_ms);
+    env_add(e, "CHOREO_DISPATCH_DELAY_MS=%lld", (long long)f->opts.dispatch_delay_ms);
+    if (!getenv("CHOREO_RETRY_BACKOFF_MS"))
+        env_add(e, "CHOREO_RETRY_BACKOFF_MS=50");
+    if (f->pg) {
+        env_add(e, "CHOREO_STORE=%s", harness_pg_uri());
+        env_add(e, "CHOREO_STORE_SCHEMA=%s", f->schemas[i]);
+    } else {
+        env_add(e, "CHOREO_STORE");
+        env_add(e, "CHOREO_STORE_SCHEMA");
+    }
+    env_add_words(e, f->opts.extra_env);
+    if (e->over)
+        fprintf(stderr, "flow %s: the environment of %s does not fit\n", f->name,
+                flow_services[i]);
+    return e->over ? -1 : 0;
+}
+
+static void service_bin(const char *service, char *out, size_t cap)
+{
+    char rel[64];
+    snprintf(rel, sizeof(rel), "bin/%s", service);
+    harness_build_path(out, cap, rel);
 }
 
 int flow_start(flow *f, const char *service)
 {
-    if (!service) {
-        int rc = 0;
-        for (int i = 0; i < FLOW_N_SERVICES; i++)
-            rc |= flow_start(f, flow_services[i]);
-        return rc;
-    }
-    int i = svc_index(service);
-    if (i < 0 || f->pids[i] > 0)
-        return i < 0 ? -1 : 0;
+    if (service)
+        return flow_start_instance(f, service, 0);
+    int rc = 0;
+    for (int i = 0; i < FLOW_N_SERVICES; i++)
+        rc |= flow_start_instance(f, flow_services[i], 0);
+    return rc;
+}
+
+int flow_start_instance(flow *f, const char *service, int idx)
+{
+    int i = svc_instance(service, idx);
+    if (i < 0)
+        return -1;
+    if (f->pids[i][idx] > 0)
+        return 0;
+    flow_env e;
+    if (env_of(f, i, idx, &e) != 0)
+        return -1;
+    if (idx > 0 && !f->pg)
+        flow_note(f,
+                  "note: %s.%d on SQLite has a store of its own in %s: it shares no "
+                  "state with the other instances",
+                  service, idx, f->dirs[i][idx]);
     char bin[700], logp[400];
-    snprintf(bin, sizeof(bin), "%s/bin/%s", f->build, service);
-    snprintf(logp, sizeof(logp), "%s/log", f->data_dirs[i]);
-    pid_t pid = fork();
+    service_bin(service, bin, sizeof(bin));
+    log_path(f, i, idx, logp, sizeof(logp));
+    mkdir(f->dirs[i][idx], 0755);
+    char *argv[] = {bin, NULL};
+    pid_t pid = harness_spawn(bin, argv, e.v, logp);
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a crashed test leaves no service behind */
-        int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        child_env(f, i);
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    f->pids[i] = pid;
+    f->pids[i][idx] = pid;
     return 0;
+}
+
+/* Instance k of service i is running; one that exited on its own is a
+ * failed check (and forgotten). */
+static bool instance_alive(flow *f, int i, int k)
+{
+    pid_t pid = f->pids[i][k];
+    int status = 0;
+    if (pid <= 0)
+        return false;
+    if (!harness_exited(pid, &status))
+        return true;
+    f->pids[i][k] = 0;
+    FLOW_CHECK(f, false, "%s.%d exited on its own (status %d, see its log)",
+               flow_services[i], k, status);
+    return false;
 }
 
 bool flow_running(flow *f, const char *service)
 {
     int i = svc_index(service);
-    if (i < 0 || f->pids[i] <= 0)
-        return false;
-    int st;
-    if (waitpid(f->pids[i], &st, WNOHANG) == f->pids[i]) {
-        FLOW_CHECK(f, false, "%s exited on its own (status %d)", service, st);
-        f->pids[i] = 0;
-        return false;
-    }
-    return true;
+    return i >= 0 && instance_alive(f, i, 0);
+}
+
+int flow_instances_running(flow *f, const char *service)
+{
+    int i = svc_index(service);
+    int n = 0;
+    for (int k = 0; i >= 0 && k < FLOW_MAX_INSTANCES; k++)
+        n += instance_alive(f, i, k);
+    return n;
+}
+
+pid_t flow_instance_pid(flow *f, const char *service, int idx)
+{
+    int i = svc_instance(service, idx);
+    if (i < 0)
+        return -1;
+    return instance_alive(f, i, idx) ? f->pids[i][idx] : 0;
+}
+
+int flow_stop_instance(flow *f, const char *service, int idx, int sig)
+{
+    int i = svc_instance(service, idx);
+    if (i < 0)
+        return -1;
+    pid_t pid = f->pids[i][idx];
+    if (pid <= 0)
+        return 0;
+    int st = harness_stop_sig(pid, sig, FLOW_STOP_MS);
+    f->pids[i][idx] = 0;
+    if (st == -1)
+        flow_note(f, "%s.%d did not stop in %d ms, killed", service, idx, FLOW_STOP_MS);
+    if (!sig)
+        FLOW_CHECK(f, st == 0, "%s.%d stopped with status %d (see its log)", service, idx,
+                   st);
+    return 0;
 }
 
 int flow_stop(flow *f, const char *service, int sig)
 {
-    int i = svc_index(service);
-    if (i < 0 || f->pids[i] <= 0)
-        return 0;
-    pid_t pid = f->pids[i];
-    kill(pid, sig ? sig : SIGTERM);
-    int st = 0;
-    int64_t deadline = mono_ms() + 20000;
-    while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (mono_ms() > deadline) {
-            flow_note(f, "%s did not stop, killing", service);
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            break;
-        }
-        nap_ms(10);
-    }
-    f->pids[i] = 0;
-    if (!sig)
-        FLOW_CHECK(f, WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                   "%s stopped with status %d (see its log)", service, st);
+    if (svc_index(service) < 0)
+        return -1;
+    for (int k = 0; k < FLOW_MAX_INSTANCES; k++)
+        flow_stop_instance(f, service, k, sig);
     return 0;
 }
 
 json_t *flow_dump(flow *f, const char *service)
 {
     int i = svc_index(service);
-    if (i < 0)
+    flow_env e;
+    if (i < 0 || env_of(f, i, 0, &e) != 0)
         return NULL;
     char bin[700];
-    snprintf(bin, sizeof(bin), "%s/bin/%s", f->build, service);
-    int p[2];
-    if (pipe(p) < 0)
-        return NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        child_env(f, i);
-        execl(bin, bin, "--dump", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    json_error_t je;
-    FILE *in = fdopen(p[0], "r");
-    json_t *out = in ? json_loadf(in, JSON_DISABLE_EOF_CHECK, &je) : NULL;
-    if (in)
-        fclose(in);
+    service_bin(service, bin, sizeof(bin));
+    char *argv[] = {bin, "--dump", NULL};
+    char *out = NULL;
+    harness_run(bin, argv, e.v, FLOW_DUMP_MS, NULL, &out);
+    json_t *j = out ? json_loads(out, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+    free(out);
+    return j;
+}
+
+/* ---- reading a service's store ------------------------------------------ */
+
+/* SQL text built piece by piece; over when it did not fit. */
+typedef struct sql_buf {
+    char s[4096];
+    size_t n;
+    bool over;
+} sql_buf;
+
+static void sql_add(sql_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sql_add(sql_buf *b, const char *fmt, ...)
+{
+    size_t room = sizeof(b->s) - b->n;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = b->over ? 0 : vsnprintf(b->s + b->n, room, fmt, ap);
+    va_end(ap);
+    if (len < 0 || (size_t)len >= room)
+        b->over = true;
     else
-        close(p[0]);
-    int st;
-    if (pid > 0)
-        waitpid(pid, &st, 0);
-    return out;
+        b->n += (size_t)len;
 }
 
-/* ---- quiescence --------------------------------------------------------- */
-
-/* The next offset the service's DB holds for a topic partition, -1 if none;
- * outbox rows in *outbox. */
-static int64_t db_offset(sqlite3 *db, const char *topic, int partition)
+/* v quoted with q: '...' a string literal, "..." an identifier; q doubled. */
+static void sql_quote(sql_buf *b, const char *v, char q)
 {
+    sql_add(b, "%c", q);
+    for (const char *p = v; *p; p++) {
+        if (*p == q)
+            sql_add(b, "%c", q); /* doubled inside */
+        sql_add(b, "%c", *p);
+    }
+    sql_add(b, "%c", q);
+}
+
+/* A runtime table of service i: "<schema>".<table> on PostgreSQL. */
+static void sql_table(sql_buf *b, const flow *f, int i, const char *table)
+{
+    if (f->pg) {
+        sql_quote(b, f->schemas[i], '"');
+        sql_add(b, ".");
+    }
+    sql_add(b, "%s", table);
+}
+
+/* The runtime tables of service i exist in its schema (the service created
+ * them); remembered once true, so that polls before that print no errors. */
+static bool pg_ready(flow *f, int i)
+{
+    if (f->pg_ready[i])
+        return true;
+    sql_buf b = {0};
+    sql_add(&b, "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = ");
+    sql_quote(&b, f->schemas[i], '\'');
+    sql_add(&b, " AND tablename IN ('outbox', 'offsets', 'timers')");
+    f->pg_ready[i] = !b.over && harness_pg_query_int(b.s) == 3;
+    return f->pg_ready[i];
+}
+
+/* The integer of sql on instance 0's SQLite file; INT64_MIN when unreadable. */
+static int64_t sqlite_int(flow *f, int i, const char *sql)
+{
+    char path[FLOW_DIR_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s.db", f->dirs[i][0], flow_services[i]);
+    sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(
-            db, "SELECT next_offset FROM offsets WHERE topic = ?1 AND partition = ?2", -1,
-            &st, NULL) != SQLITE_OK)
-        return -2;
-    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, partition);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    int64_t v = INT64_MIN;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_busy_timeout(db, 2000) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         v = sqlite3_column_int64(st, 0);
-    else if (rc != SQLITE_DONE)
-        v = -2;
     sqlite3_finalize(st);
+    sqlite3_close(db);
     return v;
 }
 
-static int64_t db_outbox(sqlite3 *db)
+/* The integer (first column, first row) of sql on service i's store: its
+ * PostgreSQL schema or instance 0's SQLite file; INT64_MIN when unreadable
+ * now (no store yet, a busy file, an error). */
+static int64_t store_int(flow *f, int i, const sql_buf *b)
 {
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    if (b->over) {
+        flow_note(f, "a query on %s's store is too long", flow_services[i]);
+        return INT64_MIN;
+    }
+    if (f->pg)
+        return pg_ready(f, i) ? harness_pg_query_int(b->s) : INT64_MIN;
+    return sqlite_int(f, i, b->s);
 }
 
+/* Appends "('<topic>', p, hi), ..." for every partition of the service's
+ * topics that holds records; *rows gets how many; false when a watermark
+ * could not be read. */
+static bool watermark_rows(flow *f, const char *service, sql_buf *b, size_t *rows)
+{
+    const char *const *topics = ev_contract_service_topics(f->contract, service);
+    char name[FLOW_TOPIC_MAX];
+    *rows = 0;
+    for (size_t t = 0; topics && topics[t]; t++) {
+        full_topic(f, topics[t], name, sizeof(name));
+        for (int p = 0; p < FLOW_PARTITIONS; p++) {
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_query_watermark_offsets(harness_producer_handle(f->prod), name,
+                                                 p, &lo, &hi, 5000))
+                return false;
+            if (hi == 0)
+                continue;
+            sql_add(b, *rows ? ", (" : "(");
+            sql_quote(b, name, '\'');
+            sql_add(b, ", %d, %lld)", p, (long long)hi);
+            ++*rows;
+        }
+    }
+    return true;
+}
+
+/* One query, the same on both backends: outbox rows plus partitions whose
+ * stored next offset is below the high watermark; 0 = caught up. */
 bool flow_caught_up(flow *f, const char *service)
 {
     int i = svc_index(service);
-    char path[400], name[200];
-    snprintf(path, sizeof(path), "%s/%s.db", f->data_dirs[i], service);
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
+    if (i < 0)
         return false;
+    sql_buf rows = {0}, b = {0};
+    size_t n = 0;
+    if (!watermark_rows(f, service, &rows, &n))
+        return false;
+    if (n > 0)
+        sql_add(&b, "WITH w(topic, part, hi) AS (VALUES %s) ", rows.over ? "" : rows.s);
+    sql_add(&b, "SELECT (SELECT count(*) FROM ");
+    sql_table(&b, f, i, "outbox");
+    sql_add(&b, ")");
+    if (n > 0) {
+        sql_add(&b, " + (SELECT count(*) FROM w LEFT JOIN ");
+        sql_table(&b, f, i, "offsets");
+        sql_add(&b, " o ON o.topic = w.topic AND o.partition = w.part"
+                    " WHERE COALESCE(o.next_offset, -1) < w.hi)");
     }
-    sqlite3_busy_timeout(db, 2000);
-    bool ok = db_outbox(db) == 0;
-    const char *const *topics = ev_contract_service_topics(f->contract, service);
-    for (size_t t = 0; ok && topics && topics[t]; t++) {
-        full_topic(f, topics[t], name, sizeof(name));
-        for (int p = 0; ok && p < 3; p++) {
-            int64_t lo = 0, hi = 0;
-            if (rd_kafka_query_watermark_offsets(f->prod, name, p, &lo, &hi, 5000)) {
-                ok = false;
-                break;
-            }
-            int64_t next = db_offset(db, name, p);
-            ok = hi == 0 || next >= hi;
-        }
-    }
-    sqlite3_close(db);
-    return ok;
+    b.over |= rows.over;
+    return store_int(f, i, &b) == 0;
 }
+
+int64_t flow_timer_due(flow *f, const char *service, const char *key, const char *kind)
+{
+    int i = svc_index(service);
+    if (i < 0)
+        return -1;
+    sql_buf b = {0};
+    sql_add(&b, "SELECT COALESCE((SELECT due_at FROM ");
+    sql_table(&b, f, i, "timers");
+    sql_add(&b, " WHERE key = ");
+    sql_quote(&b, key, '\'');
+    sql_add(&b, " AND kind = ");
+    sql_quote(&b, kind, '\'');
+    sql_add(&b, "), -1)");
+    int64_t due = store_int(f, i, &b);
+    return due == INT64_MIN ? -1 : due;
+}
+
+/* ---- quiescence --------------------------------------------------------- */
 
 /* The collector has read everything now on every topic; *total = the sum
  * of high watermarks. */
 static bool collector_caught_up(flow *f, int64_t *total)
 {
-    char name[200];
     *total = 0;
     bool ok = true;
     for (size_t t = 0; t < f->n_topics; t++) {
-        full_topic(f, f->topics[t], name, sizeof(name));
-        for (int p = 0; p < f->parts[t]; p++) {
+        for (int p = 0; p < FLOW_PARTITIONS; p++) {
             int64_t lo = 0, hi = 0;
-            if (rd_kafka_query_watermark_offsets(f->prod, name, p, &lo, &hi, 5000))
+            if (rd_kafka_query_watermark_offsets(harness_producer_handle(f->prod),
+                                                 f->full[t], p, &lo, &hi, 5000))
                 return false;
             *total += hi;
             pthread_mutex_lock(&f->mu);
@@ -644,17 +857,18 @@ static bool collector_caught_up(flow *f, int64_t *total)
 static bool all_quiet_once(flow *f, int64_t *total)
 {
     for (int i = 0; i < FLOW_N_SERVICES; i++)
-        if (flow_running(f, flow_services[i]) && !flow_caught_up(f, flow_services[i]))
+        if (flow_instances_running(f, flow_services[i]) > 0 &&
+            !flow_caught_up(f, flow_services[i]))
             return false;
     return collector_caught_up(f, total);
 }
 
 bool flow_wait_quiet(flow *f, int64_t timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     int64_t last = -1;
     int stable = 0;
-    while (mono_ms() < deadline) {
+    while (harness_now_ms() < deadline) {
         int64_t total;
         if (all_quiet_once(f, &total)) {
             stable = total == last ? stable + 1 : 0;
@@ -665,37 +879,22 @@ bool flow_wait_quiet(flow *f, int64_t timeout_ms)
             stable = 0;
             last = -1;
         }
-        nap_ms(150);
+        harness_sleep_ms(150);
     }
     return false;
 }
 
 /* ---- producing ---------------------------------------------------------- */
 
-static int produce_bytes(flow *f, const char *full, const char *key, const void *value,
-                         size_t len)
-{
-    int before = f->delivery_failures;
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        f->prod, RD_KAFKA_V_TOPIC(full), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
-        RD_KAFKA_V_END);
-    if (e) {
-        fprintf(stderr, "flow %s: produce %s: %s\n", f->name, full, rd_kafka_err2str(e));
-        return -1;
-    }
-    if (rd_kafka_flush(f->prod, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    return f->delivery_failures == before ? 0 : -1;
-}
-
 int flow_produce_raw(flow *f, const char *topic, const char *key, const void *value,
                      size_t len)
 {
-    char full[200];
+    static const ev_header ce = {"content-type", "application/cloudevents+json"};
+    char full[FLOW_TOPIC_MAX];
     full_topic(f, topic, full, sizeof(full));
-    return produce_bytes(f, full, key, value, len);
+    if (harness_produce(f->prod, full, key, value, len, &ce, 1) != 0)
+        return -1;
+    return harness_producer_flush(f->prod, FLOW_PRODUCE_MS);
 }
 
 int flow_produce(flow *f, const char *type, json_t *data, char *id_out)
@@ -706,23 +905,18 @@ int flow_produce(flow *f, const char *type, json_t *data, char *id_out)
         return -1;
     }
     const char *key = json_string_value(json_object_get(data, r->key_field));
-    char keybuf[200];
+    char keybuf[200], id[EV_UUID_LEN];
     snprintf(keybuf, sizeof(keybuf), "%s", key ? key : "");
-    ev_envelope e = {0};
-    ev_error err = {0};
-    char *buf = NULL;
-    size_t len = 0;
-    int rc = ev_envelope_init(&e, type, "/choreo/test", keybuf, data, &err);
-    if (rc == 0)
-        rc = ev_envelope_serialize(&e, NULL, &buf, &len, &err);
-    if (rc == 0 && id_out)
-        snprintf(id_out, EV_ID_MAX, "%s", e.id);
-    if (rc == 0)
-        rc = flow_produce_raw(f, r->topic, keybuf, buf, len);
-    else
-        fprintf(stderr, "flow %s: envelope %s: %s\n", f->name, type, err.text);
-    free(buf);
-    ev_envelope_clear(&e);
+    ev_uuid4(id);
+    char *v = harness_envelope(type, id, keybuf, data);
+    if (!v) {
+        fprintf(stderr, "flow %s: no envelope for %s\n", f->name, type);
+        return -1;
+    }
+    if (id_out)
+        snprintf(id_out, EV_ID_MAX, "%s", id);
+    int rc = flow_produce_raw(f, r->topic, keybuf, v, strlen(v));
+    free(v);
     return rc;
 }
 
@@ -765,15 +959,15 @@ int flow_cancel(flow *f, const char *order_id)
 static bool wait_dump(flow *f, const char *service, bool (*pred)(json_t *, const void *),
                       const void *arg, int64_t timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     do {
         json_t *d = flow_dump(f, service);
         bool ok = d && pred(d, arg);
         json_decref(d);
         if (ok)
             return true;
-        nap_ms(100);
-    } while (mono_ms() < deadline);
+        harness_sleep_ms(100);
+    } while (harness_now_ms() < deadline);
     return false;
 }
 
@@ -905,10 +1099,10 @@ static const char *outcome_locked(flow *f, const char *order_id)
 
 const char *flow_wait_outcome(flow *f, const char *order_id, int64_t timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     const char *o = NULL;
     pthread_mutex_lock(&f->mu);
-    while (!(o = outcome_locked(f, order_id)) && mono_ms() < deadline) {
+    while (!(o = outcome_locked(f, order_id)) && harness_now_ms() < deadline) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000L;
@@ -928,30 +1122,6 @@ void flow_each(flow *f, void (*fn)(void *arg, const flow_rec *r), void *arg)
     for (size_t i = 0; i < f->n_recs; i++)
         fn(arg, &f->recs[i]);
     pthread_mutex_unlock(&f->mu);
-}
-
-int64_t flow_timer_due(flow *f, const char *service, const char *key, const char *kind)
-{
-    int i = svc_index(service);
-    char path[400];
-    if (i < 0)
-        return -1;
-    snprintf(path, sizeof(path), "%s/%s.db", f->data_dirs[i], service);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t due = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_busy_timeout(db, 2000) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "SELECT due_at FROM timers WHERE key = ?1 AND kind = ?2",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            due = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return due;
 }
 
 long flow_replay_all(flow *f)
@@ -1134,7 +1304,8 @@ void flow_check_invariants(flow *f, const char *const *order_ids, size_t n)
     json_t *inv = flow_dump(f, "inventory");
     json_t *pay = flow_dump(f, "payments");
     json_t *ord = flow_dump(f, "orders");
-    json_t *shp = flow_running(f, "shipping") ? flow_dump(f, "shipping") : NULL;
+    json_t *shp =
+        flow_instances_running(f, "shipping") > 0 ? flow_dump(f, "shipping") : NULL;
     for (size_t i = 0; i < n; i++) {
         check_order_events(f, order_ids[i]);
         check_order_dumps(f, order_ids[i], ord, pay, shp);

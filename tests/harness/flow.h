@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Event-flow test helpers: an isolated run (topic prefix, data dirs) of the
- * five service processes on the real broker, a collector of every record,
- * waits with deadlines, service dumps and the saga's invariants. */
+/* Event-flow test helpers: an isolated run (topic prefix, data dirs, stores) of
+ * the five services, one or more instances each, on the real broker; a
+ * collector of every record, waits with deadlines, dumps and the invariants. */
 #ifndef CHOREO_FLOW_H
 #define CHOREO_FLOW_H
 
@@ -12,13 +12,26 @@
 #include <sys/types.h>
 
 #define FLOW_N_SERVICES 5
+/* Instances a service may run at once (idx 0..FLOW_MAX_INSTANCES-1). */
+#define FLOW_MAX_INSTANCES 4
 
 extern const char *const flow_services[FLOW_N_SERVICES];
+
+/* The services' store in a run. FLOW_STORE_ENV: PostgreSQL when the
+ * environment has CHOREO_FLOW_STORE=postgresql, SQLite when it is unset, empty
+ * or "sqlite" (any other value fails the run). PostgreSQL needs CHOREO_TEST_PG
+ * (a libpq URI, see tests/pg-server), else flow_new fails saying so. */
+typedef enum flow_store {
+    FLOW_STORE_ENV = 0,
+    FLOW_STORE_SQLITE,   /* <data dir>/<service>.db of each instance */
+    FLOW_STORE_POSTGRES, /* CHOREO_TEST_PG, a fresh schema per service */
+} flow_store;
 
 typedef struct flow_opts {
     int64_t order_timeout_ms;  /* 0 = 20000 */
     int64_t dispatch_delay_ms; /* 0 = 300 */
     const char *extra_env;     /* "NAME=value NAME=value" for every service, or NULL */
+    flow_store store;          /* 0 = FLOW_STORE_ENV */
 } flow_opts;
 
 /* One record seen on a topic of the run. type is "" when the value is not an
@@ -41,12 +54,23 @@ typedef struct flow_rec {
 typedef struct flow flow;
 
 /* A new run named name: prefix "t-<name>-<random>-", data dirs under a fresh
- * temporary directory, every topic of the contract and the DLQs created, the
- * collector reading them all from the beginning. NULL on failure (printed). */
+ * temporary directory /tmp/choreo-flow-<name>-XXXXXX, every topic of the
+ * contract and the DLQs created, the collector reading them all from the
+ * beginning. On PostgreSQL every service gets CHOREO_STORE=<CHOREO_TEST_PG> and
+ * CHOREO_STORE_SCHEMA=<a fresh schema "flow_<name>_<service>_<pid>_<random>">,
+ * shared by its instances; on SQLite CHOREO_STORE is unset for the services.
+ * NULL on failure (printed). */
 flow *flow_new(const char *name, const flow_opts *opts);
-/* Stops every service and the collector, removes the data dirs when the run
- * passed; returns the process exit code: 0 when no check failed. */
+/* Stops every instance of every service and the collector; when the run
+ * passed, removes the data dirs and drops the PostgreSQL schemas, else keeps
+ * them and prints their names with the tail of every instance's log. Returns
+ * the process exit code: 0 when no check failed. */
 int flow_end(flow *f);
+/* True when the run's services store on PostgreSQL. */
+bool flow_uses_pg(const flow *f);
+/* The service's PostgreSQL schema (borrowed), NULL on SQLite or for an
+ * unknown service. */
+const char *flow_schema(flow *f, const char *service);
 
 /* ---- checks ---- */
 
@@ -60,19 +84,50 @@ void flow_note(flow *f, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 /* ---- services ---- */
 
-/* Starts (or restarts) one service, or all five with NULL. */
-int flow_start(flow *f, const char *service);
-/* SIGTERM and wait (sig 0) or kill with sig (e.g. SIGKILL) and reap. */
-int flow_stop(flow *f, const char *service, int sig);
-bool flow_running(flow *f, const char *service);
-const char *flow_data_dir(flow *f, const char *service);
+/* Instances: idx 0 is "the service" of the calls without idx. Every instance
+ * of a service runs in the same consumer group with the same store settings
+ * (on PostgreSQL the same schema), its HTTP off, its own data dir
+ * (flow_instance_dir) and its own log, <run dir>/<service>.<idx>.log. On
+ * SQLite each instance has a store of its own in its data dir, so a second
+ * instance shares no state with the first: allowed (to show that it is
+ * wrong), with a note printed. An instance that exits on its own is a failed
+ * check once noticed (flow_running, flow_instances_running, waits). */
 
-/* The service's --dump as JSON (owned by caller), NULL on failure. */
+/* Starts (or restarts) instance 0 of one service, or of all five with NULL;
+ * 0 when started or already running, -1 on an unknown service or spawn error. */
+int flow_start(flow *f, const char *service);
+/* Starts instance idx of service (0 when it already runs); -1 on bad args. */
+int flow_start_instance(flow *f, const char *service, int idx);
+/* Stops EVERY running instance of the service, each as flow_stop_instance:
+ * "the service is down" (a kill -9 of a single-instance service, as the
+ * existing tests do, is the same as before instances existed). flow_start
+ * afterwards restarts instance 0 only. 0, or -1 on an unknown service. */
+int flow_stop(flow *f, const char *service, int sig);
+/* sig 0: SIGTERM, wait (20 s, then SIGKILL) and check it exited with status 0;
+ * else send sig (e.g. SIGKILL), wait and reap. 0 (also when it was not
+ * running), -1 on bad args. */
+int flow_stop_instance(flow *f, const char *service, int idx, int sig);
+/* Instance 0 of the service is running. */
+bool flow_running(flow *f, const char *service);
+/* How many instances of the service are running. */
+int flow_instances_running(flow *f, const char *service);
+/* The pid of instance idx, 0 when it is not running, -1 on bad args. */
+pid_t flow_instance_pid(flow *f, const char *service, int idx);
+/* Instance 0's data dir (borrowed): the maildir of notifications lives there. */
+const char *flow_data_dir(flow *f, const char *service);
+/* Instance idx's data dir (borrowed): "<run dir>/<service>" for 0, else
+ * "<run dir>/<service>.<idx>"; NULL on bad args. */
+const char *flow_instance_dir(flow *f, const char *service, int idx);
+
+/* The service's --dump (with instance 0's environment, so from the shared
+ * schema on PostgreSQL) as JSON (owned by caller), NULL on failure. */
 json_t *flow_dump(flow *f, const char *service);
-/* True when the service's DB has consumed every record now on its topics. */
+/* True when the service's store has consumed every record now on its topics
+ * and its outbox is empty. On PostgreSQL that is the schema's offsets and
+ * outbox tables, shared by all its instances; on SQLite instance 0's file. */
 bool flow_caught_up(flow *f, const char *service);
-/* Waits until every running service is caught up and no new record appeared
- * for a moment (the system is quiet). */
+/* Waits until every service with a running instance is caught up and no new
+ * record appeared for a moment (the system is quiet). */
 bool flow_wait_quiet(flow *f, int64_t timeout_ms);
 
 /* ---- producing ---- */
@@ -111,7 +166,8 @@ const char *flow_wait_outcome(flow *f, const char *order_id, int64_t timeout_ms)
 /* Calls fn for every record (under the collector's lock). */
 void flow_each(flow *f, void (*fn)(void *arg, const flow_rec *r), void *arg);
 
-/* The due time (unix ms) of a service's timer, -1 when it has none. */
+/* The due time (unix ms) of a service's timer, -1 when it has none (read from
+ * its store as flow_caught_up does). */
 int64_t flow_timer_due(flow *f, const char *service, const char *key, const char *kind);
 /* Produces again the exact bytes of every record seen so far on the
  * non-DLQ topics (same key, same id): a duplicate delivery of everything.

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -34,7 +35,7 @@ int64_t harness_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void nap_ms(long ms)
+void harness_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -160,6 +161,7 @@ pid_t harness_spawn(const char *prog, char *const argv[], char *const env[],
     pid_t pid = fork();
     if (pid != 0)
         return pid;
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a crashed test leaves no process behind */
     child_env(env);
     child_log(log_path, true);
     execv(prog, argv);
@@ -187,15 +189,20 @@ bool harness_exited(pid_t pid, int *status)
 
 int harness_stop(pid_t pid, int timeout_ms)
 {
+    return harness_stop_sig(pid, SIGTERM, timeout_ms);
+}
+
+int harness_stop_sig(pid_t pid, int sig, int timeout_ms)
+{
     if (pid <= 0)
         return -1;
-    kill(pid, SIGTERM);
+    kill(pid, sig != 0 ? sig : SIGTERM);
     int64_t deadline = harness_now_ms() + timeout_ms;
     int status = 0;
     while (harness_now_ms() < deadline) {
         if (harness_exited(pid, &status))
             return status;
-        nap_ms(20);
+        harness_sleep_ms(20);
     }
     harness_kill9(pid);
     return -1;
@@ -278,7 +285,7 @@ int harness_run(const char *prog, char *const argv[], char *const env[], int tim
     while (harness_now_ms() < deadline) {
         if (harness_exited(pid, &status))
             return status;
-        nap_ms(10);
+        harness_sleep_ms(10);
     }
     harness_kill9(pid);
     return -1;
@@ -361,6 +368,11 @@ int harness_producer_flush(harness_producer *p, int timeout_ms)
     return rc == 0 && p->failed == 0 ? 0 : -1;
 }
 
+rd_kafka_t *harness_producer_handle(harness_producer *p)
+{
+    return ev_producer_handle(p->p);
+}
+
 void harness_producer_free(harness_producer *p)
 {
     if (p == NULL)
@@ -418,40 +430,74 @@ int harness_send_event(const char *topic, const char *key, const char *type,
 
 int harness_create_topic(const char *topic, int partitions, int timeout_ms)
 {
-    harness_producer *hp = harness_producer_new(NULL);
-    if (hp == NULL)
+    return harness_create_topics(&topic, 1, partitions, timeout_ms);
+}
+
+/* 0 when the CreateTopics result ev says every topic exists now (created or
+ * already there); -1 with the reasons on stderr. */
+static int topics_result(rd_kafka_event_t *ev, size_t n)
+{
+    const rd_kafka_CreateTopics_result_t *res =
+        ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    if (res == NULL) {
+        fprintf(stderr, "harness: create topics: no result\n");
         return -1;
+    }
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **t = rd_kafka_CreateTopics_result_topics(res, &cnt);
+    if (cnt != n) {
+        fprintf(stderr, "harness: create topics: %s\n",
+                rd_kafka_err2str(rd_kafka_event_error(ev)));
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(t[i]);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
+            e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            fprintf(stderr, "harness: create topic %s: %s\n",
+                    rd_kafka_topic_result_name(t[i]), rd_kafka_err2str(e));
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+int harness_create_topics(const char *const *topics, size_t n, int partitions,
+                          int timeout_ms)
+{
+    rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof(*nt));
+    harness_producer *hp = nt != NULL ? harness_producer_new(NULL) : NULL;
+    if (hp == NULL) {
+        free(nt);
+        return -1;
+    }
     rd_kafka_t *rk = ev_producer_handle(hp->p);
     char errstr[256];
     int rc = -1;
-    rd_kafka_NewTopic_t *nt =
-        rd_kafka_NewTopic_new(topic, partitions, 1, errstr, sizeof(errstr));
+    size_t made = 0;
+    for (; made < n; made++) {
+        nt[made] =
+            rd_kafka_NewTopic_new(topics[made], partitions, 1, errstr, sizeof(errstr));
+        if (nt[made] == NULL) {
+            fprintf(stderr, "harness: create topic %s: %s\n", topics[made], errstr);
+            goto cleanup;
+        }
+    }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *o =
         rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(o, timeout_ms, errstr, sizeof(errstr));
-    rd_kafka_CreateTopics(rk, &nt, 1, o, q);
+    rd_kafka_CreateTopics(rk, nt, n, o, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
-    const rd_kafka_CreateTopics_result_t *res =
-        ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    if (res != NULL) {
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **t =
-            rd_kafka_CreateTopics_result_topics(res, &cnt);
-        rd_kafka_resp_err_t e =
-            cnt == 1 ? rd_kafka_topic_result_error(t[0]) : rd_kafka_event_error(ev);
-        rc =
-            e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
-                ? 0
-                : -1;
-        if (rc != 0)
-            fprintf(stderr, "harness: create topic %s: %s\n", topic, rd_kafka_err2str(e));
-    }
+    rc = topics_result(ev, n);
     if (ev != NULL)
         rd_kafka_event_destroy(ev);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
+cleanup:
+    rd_kafka_NewTopic_destroy_array(nt, made);
+    free(nt);
     harness_producer_free(hp);
     return rc;
 }
@@ -520,7 +566,7 @@ static int records_add(harness_records *r, const rd_kafka_message_t *m)
     return 0;
 }
 
-static rd_kafka_t *reader_new(void)
+rd_kafka_t *harness_consumer_new(void)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[256], group[64], u[EV_UUID_LEN];
@@ -559,20 +605,25 @@ static int wait_partitions(rd_kafka_t *rk, const char *topic, int64_t deadline)
             rd_kafka_metadata_destroy(md);
         }
         if (cnt <= 0)
-            nap_ms(200);
+            harness_sleep_ms(200);
     }
     rd_kafka_topic_destroy(rkt);
     return cnt;
 }
 
-static int assign_all(rd_kafka_t *rk, const char *topic, int parts)
+int harness_assign_beginning(rd_kafka_t *rk, const char *const *topics, size_t n,
+                             int partitions)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
-    for (int i = 0; i < parts; i++)
-        rd_kafka_topic_partition_list_add(l, topic, i)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)n * partitions);
+    for (size_t t = 0; t < n; t++)
+        for (int i = 0; i < partitions; i++)
+            rd_kafka_topic_partition_list_add(l, topics[t], i)->offset =
+                RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fprintf(stderr, "harness: assign: %s\n", rd_kafka_err2str(e));
     return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
@@ -581,12 +632,12 @@ int harness_read(const char *topic, harness_pred pred, void *arg, int timeout_ms
 {
     memset(got, 0, sizeof(*got));
     int64_t deadline = harness_now_ms() + timeout_ms;
-    rd_kafka_t *rk = reader_new();
+    rd_kafka_t *rk = harness_consumer_new();
     if (rk == NULL)
         return -1;
     int rc = -1;
     int parts = wait_partitions(rk, topic, deadline);
-    if (parts <= 0 || assign_all(rk, topic, parts) != 0)
+    if (parts <= 0 || harness_assign_beginning(rk, &topic, 1, parts) != 0)
         goto cleanup;
     while (rc != 0 && harness_now_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);

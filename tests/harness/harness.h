@@ -38,12 +38,16 @@ int harness_rmtree(const char *dir);
 /* Starts prog (argv NULL-terminated, argv[0] included) with the current
  * environment changed by env (NULL-terminated, may be NULL): "K=V" sets,
  * "K" alone unsets. stdout and stderr are appended to log_path (NULL =
- * inherited). Returns the pid, or -1. */
+ * inherited). The child gets SIGTERM when the spawning thread dies (a crashed
+ * test leaves nothing behind). Returns the pid, or -1. */
 pid_t harness_spawn(const char *prog, char *const argv[], char *const env[],
                     const char *log_path);
 /* SIGTERM, then waits up to timeout_ms: the exit status (0..255), -2 when it
  * died of a signal, -1 when it had to be killed -9 after the deadline. */
 int harness_stop(pid_t pid, int timeout_ms);
+/* As harness_stop with sig (0 = SIGTERM) instead of SIGTERM: with SIGKILL,
+ * -2 once it is reaped. */
+int harness_stop_sig(pid_t pid, int sig, int timeout_ms);
 /* SIGKILL and reap. */
 void harness_kill9(pid_t pid);
 /* True (and *status as for harness_stop) once pid has exited; reaps it. */
@@ -70,6 +74,9 @@ int harness_produce(harness_producer *p, const char *topic, const char *key,
  * -1 on a timeout or any delivery failure. */
 int harness_producer_flush(harness_producer *p, int timeout_ms);
 void harness_producer_free(harness_producer *p);
+/* Its librdkafka handle (borrowed), for metadata and watermark queries: a
+ * consumer's would wait behind its fetches. */
+rd_kafka_t *harness_producer_handle(harness_producer *p);
 
 /* A CloudEvents envelope as JSON text (malloc'd): id NULL = a new UUIDv4,
  * subject may be NULL; data is stolen. NULL on error. */
@@ -85,6 +92,9 @@ int harness_send_event(const char *topic, const char *key, const char *type,
 
 /* Creates topic with partitions (fine when it exists); 0 or -1. */
 int harness_create_topic(const char *topic, int partitions, int timeout_ms);
+/* The same for n topics (full names) in one request; 0 when all exist. */
+int harness_create_topics(const char *const *topics, size_t n, int partitions,
+                          int timeout_ms);
 
 /* ---- reading ---- */
 
@@ -113,6 +123,15 @@ typedef bool (*harness_pred)(const harness_records *got, void *arg);
  * topic to exist. pred NULL = read until timeout. got is reset first. */
 int harness_read(const char *topic, harness_pred pred, void *arg, int timeout_ms,
                  harness_records *got);
+/* A consumer of a fresh group on harness_brokers() (no auto commit, the
+ * CHOREO_KAFKA_* settings applied), for harness_assign_beginning and
+ * rd_kafka_consumer_poll; NULL on error. Owned by the caller:
+ * rd_kafka_consumer_close and rd_kafka_destroy. */
+rd_kafka_t *harness_consumer_new(void);
+/* Assigns partitions 0..partitions-1 of each of the n topics (full names) to
+ * rk from the beginning; 0 or -1. */
+int harness_assign_beginning(rd_kafka_t *rk, const char *const *topics, size_t n,
+                             int partitions);
 /* Until topic holds at least n records of type (NULL = any record). */
 int harness_wait_events(const char *topic, const char *type, size_t n, int timeout_ms,
                         harness_records *got);
@@ -157,5 +176,6 @@ int64_t harness_pg_query_int(const char *sql);
 
 /* Wall-clock deadline helpers (monotonic ms). */
 int64_t harness_now_ms(void);
+void harness_sleep_ms(long ms);
 
 #endif

@@ -25,8 +25,8 @@ static long commit_fail_times;
 static long commit_failed_so_far;
 
 static const ev_migration migrations[] = {
-    {1, "CREATE TABLE counters(key TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL,"
-        " adds INTEGER NOT NULL)"},
+    {1, "CREATE TABLE counters(key TEXT PRIMARY KEY NOT NULL, total BIGINT NOT NULL,"
+        " adds BIGINT NOT NULL)"},
 };
 
 static long env_long(const char *name)
@@ -46,40 +46,38 @@ static void pause_ms(long ms)
         ;
 }
 
+/* One upsert that adds n and returns the new total: the row is written before
+ * its total is read, so concurrent adds to a key conflict instead of losing one. */
 static int add_to(ev_ctx *ctx, const char *key, json_int_t n, json_int_t *total,
                   ev_error *err)
 {
-    sqlite3_stmt *st =
-        ev_ctx_stmt(ctx,
-                    "INSERT INTO counters(key, total, adds) VALUES(?, ?, 1)"
-                    " ON CONFLICT(key) DO UPDATE SET total = total + "
-                    "excluded.total, adds = adds + 1 RETURNING total",
-                    err);
-    if (st == NULL)
-        return err->code ? err->code : EV_ESTORE;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, n);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        ev_error_set(err, EV_ESTORE, "counter upsert: %s",
-                     sqlite3_errmsg(ev_store_db(ev_ctx_store(ctx))));
-        sqlite3_reset(st);
-        return EV_ESTORE;
-    }
-    *total = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
+    int64_t v = 0;
+    bool found = false;
+    int rc = ev_store_query_int(
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO counters(key, total, adds) VALUES(?1, ?2, 1)"
+                      " ON CONFLICT(key) DO UPDATE SET total = counters.total +"
+                      " excluded.total, adds = counters.adds + 1 RETURNING total",
+                      "si", key, (int64_t)n),
+        0, &v, &found, err);
+    if (rc < 0)
+        return rc;
+    if (!found)
+        return ev_error_set(err, EV_ESTORE, "counter upsert: no total returned");
+    *total = v;
     return 0;
 }
 
 static int get_total(ev_ctx *ctx, const char *key, json_int_t *total, ev_error *err)
 {
-    sqlite3_stmt *st = ev_ctx_stmt(ctx, "SELECT total FROM counters WHERE key = ?", err);
-    if (st == NULL)
-        return err->code ? err->code : EV_ESTORE;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    *total = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    return 0;
+    int64_t v = 0;
+    bool found = false;
+    int rc = ev_store_query_int(ev_store_bind(ev_ctx_store(ctx), err,
+                                              "SELECT total FROM counters WHERE key = ?1",
+                                              "s", key),
+                                0, &v, &found, err);
+    *total = v;
+    return rc;
 }
 
 /* Test knobs that make the handler fail; 0 when it should go on. */
@@ -147,21 +145,25 @@ static int before_commit(ev_ctx *ctx, ev_error *err)
 
 static int dump(ev_store *s, json_t **out, ev_error *err)
 {
-    sqlite3_stmt *st =
+    ev_stmt *st =
         ev_store_stmt(s, "SELECT key, total, adds FROM counters ORDER BY key", err);
     if (st == NULL)
         return err->code ? err->code : EV_ESTORE;
     json_t *counters = json_object();
     json_int_t sum = 0, adds = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        json_int_t total = sqlite3_column_int64(st, 1);
-        json_int_t a = sqlite3_column_int64(st, 2);
-        json_object_set_new(counters, (const char *)sqlite3_column_text(st, 0),
+    int rc = ev_stmt_step(st, err);
+    for (; rc == 1; rc = ev_stmt_step(st, err)) {
+        json_int_t total = ev_stmt_int(st, 1);
+        json_int_t a = ev_stmt_int(st, 2);
+        json_object_set_new(counters, ev_stmt_text(st, 0),
                             json_pack("{s:I,s:I}", "total", total, "adds", a));
         sum += total;
         adds += a;
     }
-    sqlite3_reset(st);
+    if (rc < 0) {
+        json_decref(counters);
+        return rc;
+    }
     *out = json_pack("{s:o,s:I,s:I}", "counters", counters, "sum", sum, "adds", adds);
     return 0;
 }

@@ -36,6 +36,15 @@ mutant health-port compose.yaml 's|127.0.0.1:8080/healthz|127.0.0.1:8081/healthz
     'healthcheck does not GET /healthz'
 mutant shared-volume compose.yaml 's|payments-data:/var/lib/choreo|orders-data:/var/lib/choreo|' \
     'shared with'
+mutant store-elsewhere compose.yaml 's|@postgres:5432/choreo|@db:5432/choreo|' \
+    'is not the compose postgres'
+mutant no-pg-wait compose.yaml '/^    postgres:$/,/condition: service_healthy/d' \
+    'does not wait for a healthy postgres'
+mutant replicas-one-port compose.yaml 's|127.0.0.1:9101-9103:8080|127.0.0.1:9101:8080|' \
+    'need a host port range'
+mutant replicas-on-sqlite compose.yaml 's|  CHOREO_STORE: postgresql://choreo:choreo@postgres:5432/choreo|  CHOREO_STORE: sqlite|' \
+    'replicas on SQLite stores'
+mutant pg-image compose.yaml 's|image: postgres:15|image: mysql:8|' 'not the official postgres'
 mutant zookeeper compose.yaml 's/KAFKA_PROCESS_ROLES: broker,controller/KAFKA_PROCESS_ROLES: broker/' \
     'not KRaft'
 mutant unparsable compose.yaml '1i services: [unclosed' 'does not parse'

@@ -23,6 +23,7 @@ DEBIAN = {
     "uuid": ("uuid-dev", "libuuid1"),
     "sqlite3": ("libsqlite3-dev", "libsqlite3-0"),
     "libmicrohttpd": ("libmicrohttpd-dev", "libmicrohttpd12"),
+    "libpq": ("libpq-dev", "libpq5"),
 }
 REQUIRED_ENV = ("CHOREO_BROKERS", "CHOREO_DATA_DIR", "CHOREO_HTTP_ADDR")
 
@@ -85,6 +86,37 @@ class Checker:
             self.bad("kafka: no healthcheck")
         return str(env.get("KAFKA_ADVERTISED_LISTENERS", ""))
 
+    def check_postgres(self, svc):
+        image = str(svc.get("image", ""))
+        if not re.match(r"postgres:1[5-9]", image):
+            self.bad("postgres: image %r is not the official postgres:15+" % image)
+        if not svc.get("healthcheck"):
+            self.bad("postgres: no healthcheck")
+        env = svc.get("environment") or {}
+        user, pw, db = (env.get(k) for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"))
+        if not (user and pw and db):
+            self.bad("postgres: POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB needed")
+        return "postgresql://%s:%s@postgres:5432/%s" % (user, pw, db)
+
+    def check_store(self, name, svc, env, pg_uri):
+        store = str(env.get("CHOREO_STORE", "sqlite"))
+        if store == "sqlite":
+            if int((svc.get("deploy") or {}).get("replicas", 1)) > 1:
+                self.bad("%s: replicas on SQLite stores (they split state)" % name)
+            return
+        if pg_uri is None or store != pg_uri:
+            self.bad("%s: CHOREO_STORE %r is not the compose postgres (%s)" % (name, store, pg_uri))
+        dep = svc.get("depends_on") or {}
+        if not isinstance(dep, dict) or (dep.get("postgres") or {}).get("condition") != "service_healthy":
+            self.bad("%s: does not wait for a healthy postgres" % name)
+        ports = [str(p) for p in svc.get("ports") or []]
+        replicas = int((svc.get("deploy") or {}).get("replicas", 1))
+        for p in ports:
+            host = p.rsplit(":", 1)[0].rpartition(":")[2]
+            lo, _, hi = host.partition("-")
+            if replicas > 1 and (not hi or int(hi) - int(lo) + 1 < replicas):
+                self.bad("%s: %d replicas need a host port range, not %s" % (name, replicas, p))
+
     def check_service(self, name, svc, code_env, advertised, top_volumes, seen_volumes):
         build = svc.get("build") or {}
         if build.get("dockerfile", "Dockerfile") != "Dockerfile" or build.get("target") != "runtime":
@@ -138,6 +170,7 @@ class Checker:
             self.bad("compose.yaml: no kafka service")
             return
         advertised = self.check_kafka(svcs["kafka"])
+        pg_uri = self.check_postgres(svcs["postgres"]) if "postgres" in svcs else None
         code_env = self.code_env_names()
         seen = {}
         for name in self.services():
@@ -146,8 +179,9 @@ class Checker:
                 continue
             self.check_service(name, svcs[name], code_env, advertised,
                                doc.get("volumes") or {}, seen)
+            self.check_store(name, svcs[name], svcs[name].get("environment") or {}, pg_uri)
         for name in svcs:
-            if name != "kafka" and name not in self.services():
+            if name not in ("kafka", "postgres") and name not in self.services():
                 self.bad("compose.yaml: %s is not a choreo service" % name)
 
     # ---- Dockerfile

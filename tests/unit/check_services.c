@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The five services' declarations against schemas/choreography.json: handled
- * types = consumes, emits = emits, timers, and their tables and dumps. */
+ * types = consumes, emits = emits, timers, and their tables and dumps (on
+ * SQLite, and on PostgreSQL when CHOREO_TEST_PG is set). */
 #include <check.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "contract.h"
+#include "harness.h"
 #include "schema.h"
 #include "store.h"
 
@@ -174,6 +176,79 @@ START_TEST(test_migrations_and_empty_dump)
 }
 END_TEST
 
+/* notifications' migration 2 (seq replaces SQLite's rowid) keeps the mails of
+ * a database made at migration 1 in the order they came, and later mails
+ * follow them. */
+START_TEST(test_notifications_upgrade_keeps_mail_order)
+{
+    static const char *const ids[] = {"z", "a", "m", "b"};
+    char path[256];
+    snprintf(path, sizeof(path), "%s/notifications-v1/svc.db", tmpdir);
+    ev_store_opts o = {.path = path, .migrations = ntf_migrations, .n_migrations = 1};
+    ev_store *s = NULL;
+    ev_error err = {0};
+    ck_assert_msg(ev_store_open(&s, &o, &err) == 0, "%s", err.text);
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_msg(ev_store_exec(ev_store_bind(s, &err,
+                                                  "INSERT INTO mails(event_id, order_id,"
+                                                  " template, subject, body)"
+                                                  " VALUES(?1, 'o1', 't', 's', 'b')",
+                                                  "s", ids[i]),
+                                    &err) == 0,
+                      "%s", err.text);
+    ev_store_close(s);
+    o.n_migrations = sizeof(ntf_migrations) / sizeof(ntf_migrations[0]);
+    ck_assert_msg(ev_store_open(&s, &o, &err) == 0, "%s", err.text);
+    ck_assert_msg(ev_store_exec(ev_store_bind(s, &err,
+                                              "INSERT INTO mails(event_id, order_id,"
+                                              " template, subject, body, seq)"
+                                              " VALUES(?1, 'o1', 't', 's', 'b',"
+                                              " (SELECT COALESCE(MAX(seq), 0) + 1"
+                                              " FROM mails WHERE order_id = 'o1'))",
+                                              "s", ids[3]),
+                                &err) == 0,
+                  "%s", err.text);
+    json_t *out = NULL;
+    ck_assert_msg(ntf_dump(s, &out, &err) == 0, "%s", err.text);
+    json_t *mails = json_object_get(out, "mails");
+    ck_assert_uint_eq(json_array_size(mails), 4);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_str_eq(
+            json_string_value(json_object_get(json_array_get(mails, i), "event_id")),
+            ids[i]);
+    json_decref(out);
+    ev_store_close(s);
+}
+END_TEST
+
+/* The same SQL on PostgreSQL: the migrations apply on a fresh schema, again
+ * on reopen, and the dump of the empty schema works, read-only too. */
+START_TEST(test_migrations_and_empty_dump_pg)
+{
+    const ev_service_def *d = defs[_i];
+    char schema[64];
+    ck_assert_int_eq(harness_pg_fresh_schema(schema, sizeof(schema), d->name), 0);
+    ev_store_opts o = {.url = harness_pg_uri(),
+                       .schema = schema,
+                       .migrations = d->migrations,
+                       .n_migrations = d->n_migrations};
+    for (int round = 0; round < 3; round++) {
+        ev_store *s = NULL;
+        ev_error err = {0};
+        o.readonly = round == 2;
+        ck_assert_msg(ev_store_open(&s, &o, &err) == 0, "%s: %s", d->name, err.text);
+        json_t *out = NULL;
+        ck_assert_msg(d->dump(s, &out, &err) == 0, "%s dump: %s", d->name, err.text);
+        ck_assert_str_eq(json_string_value(json_object_get(out, "service")), d->name);
+        json_decref(out);
+        ev_store_close(s);
+    }
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE", schema);
+    ck_assert_int_eq(harness_pg_exec(sql), 0);
+}
+END_TEST
+
 static Suite *services_suite(void)
 {
     Suite *s = suite_create("services");
@@ -184,6 +259,16 @@ static Suite *services_suite(void)
     tcase_add_loop_test(tc, test_timers_match_contract, 0, N_DEFS);
     tcase_add_loop_test(tc, test_types_have_schemas, 0, N_DEFS);
     tcase_add_loop_test(tc, test_migrations_and_empty_dump, 0, N_DEFS);
+    tcase_add_test(tc, test_notifications_upgrade_keeps_mail_order);
+    suite_add_tcase(s, tc);
+    if (!harness_pg_uri()) {
+        fprintf(stderr,
+                "check_services: CHOREO_TEST_PG unset, PostgreSQL cases skipped\n");
+        return s;
+    }
+    tc = tcase_create("postgresql");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_migrations_and_empty_dump_pg, 0, N_DEFS);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/* Inside the store: what a backend (store_sqlite.c, store_pg.c) implements for
+ * store.c, which keeps the statement cache, migrations and runtime tables. */
+#ifndef EV_STORE_BACKEND_H
+#define EV_STORE_BACKEND_H
+
+#include "store.h"
+
+/* Transaction verbs, indexes of ev_store_ops.tx_sql. */
+enum {
+    EV_TX_BEGIN,
+    EV_TX_COMMIT,
+    EV_TX_ROLLBACK,
+    EV_TX_SAVEPOINT,
+    EV_TX_RELEASE,
+    EV_TX_ROLLBACK_TO,
+    EV_TX_N
+};
+
+/* The runtime tables' SQL where the dialects differ. */
+enum { EV_SQL_INBOX_ADD, EV_SQL_TIMERS_DUE, EV_SQL_N };
+
+struct ev_stmt {
+    ev_store *store;
+    char *sql; /* owned copy, the cache key */
+    uint64_t hash;
+    void *impl; /* the backend's statement */
+    int64_t changes;
+};
+
+typedef struct ev_store_ops {
+    const char *name;
+    /* Connects and sets the session up (SQLite: file, WAL, pragmas;
+     * PostgreSQL: connection, schema, search_path). s->conn is the result. */
+    int (*open)(ev_store *s, const ev_store_opts *o, ev_error *err);
+    void (*close)(ev_store *s);
+    /* Runs one or more statements without parameters. */
+    int (*script)(ev_store *s, const char *sql, const char *what, ev_error *err);
+    /* Applies the runtime tables (idempotent), in the caller's transaction. */
+    int (*runtime_tables)(ev_store *s, ev_error *err);
+    /* Serializes migrations across instances (PostgreSQL advisory lock). */
+    int (*lock)(ev_store *s, bool on, ev_error *err);
+    int (*prepare)(ev_store *s, ev_stmt *st, ev_error *err);
+    void (*finalize)(ev_stmt *st);
+    void (*reset)(ev_stmt *st); /* also drops the bindings */
+    int (*bind_text)(ev_stmt *st, int i, const char *v, size_t len);
+    int (*bind_int)(ev_stmt *st, int i, int64_t v);
+    int (*bind_blob)(ev_stmt *st, int i, const void *v, size_t len);
+    int (*bind_null)(ev_stmt *st, int i);
+    int (*step)(ev_stmt *st, ev_error *err); /* 1 row, 0 done (reset), < 0 */
+    bool (*is_null)(ev_stmt *st, int col);
+    int64_t (*col_int)(ev_stmt *st, int col);
+    const char *(*col_text)(ev_stmt *st, int col);
+    const void *(*col_blob)(ev_stmt *st, int col, size_t *len);
+    bool (*in_tx)(ev_store *s);
+    /* Transaction verbs run as cached statements (true) or as scripts. */
+    bool tx_cached;
+    const char *tx_sql[EV_TX_N];
+    const char *sql[EV_SQL_N];
+} ev_store_ops;
+
+typedef struct stmt_slot {
+    char *sql; /* NULL = empty slot */
+    uint64_t hash;
+    ev_stmt *stmt;
+} stmt_slot;
+
+struct ev_store {
+    const ev_store_ops *be;
+    void *conn; /* the backend's connection */
+    bool readonly;
+    bool conflict;   /* a race with another instance failed this transaction */
+    char owner[128]; /* outbox rows of this instance */
+    char schema[64]; /* PostgreSQL */
+    stmt_slot *slots;
+    size_t cap; /* power of two */
+    size_t len;
+};
+
+extern const ev_store_ops ev_store_sqlite;
+extern const ev_store_ops ev_store_pg;
+
+/* Wall clock in ms (created_at, applied_at). */
+int64_t ev_store_wall_ms(void);
+
+#endif
