@@ -334,6 +334,7 @@ static bool parse_size(const char *s, size_t *out)
 int main(int argc, char **argv)
 {
     hot h = {.n_events = 2000, .batch = 500};
+    ev_store_tune_process(); /* as ev_service_run does */
     const char *schema_dir = getenv("CHOREO_SCHEMA_DIR");
     if (schema_dir == NULL || schema_dir[0] == '\0')
         schema_dir = EV_SCHEMA_DIR;

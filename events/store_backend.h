@@ -18,7 +18,7 @@ enum {
 };
 
 /* The runtime tables' SQL where the dialects differ. */
-enum { EV_SQL_INBOX_ADD, EV_SQL_TIMERS_DUE, EV_SQL_N };
+enum { EV_SQL_INBOX_ADD, EV_SQL_TIMERS_DUE, EV_SQL_OUTBOX_ADD, EV_SQL_N };
 
 struct ev_stmt {
     ev_store *store;
@@ -53,6 +53,10 @@ typedef struct ev_store_ops {
     const char *(*col_text)(ev_stmt *st, int col);
     const void *(*col_blob)(ev_stmt *st, int col, size_t *len);
     bool (*in_tx)(ev_store *s);
+    /* The id of the row the last INSERT made, when sql[EV_SQL_OUTBOX_ADD] has
+     * no RETURNING (SQLite: the rowid, cheaper than RETURNING); NULL = the
+     * statement returns it. */
+    int64_t (*last_id)(ev_store *s);
     /* Transaction verbs run as cached statements (true) or as scripts. */
     bool tx_cached;
     const char *tx_sql[EV_TX_N];

@@ -366,6 +366,11 @@ static const void *sq_col_blob(ev_stmt *st, int col, size_t *len)
     return v;
 }
 
+static int64_t sq_last_id(ev_store *s)
+{
+    return sqlite3_last_insert_rowid(db_of(s));
+}
+
 static bool sq_in_tx(ev_store *s)
 {
     return !sqlite3_get_autocommit(db_of(s));
@@ -391,6 +396,7 @@ const ev_store_ops ev_store_sqlite = {
     .col_text = sq_col_text,
     .col_blob = sq_col_blob,
     .in_tx = sq_in_tx,
+    .last_id = sq_last_id,
     .tx_cached = true,
     .tx_sql = {[EV_TX_BEGIN] = "BEGIN IMMEDIATE",
                [EV_TX_COMMIT] = "COMMIT",
@@ -402,7 +408,10 @@ const ev_store_ops ev_store_sqlite = {
                                  "VALUES(?1, ?2)",
             [EV_SQL_TIMERS_DUE] = "SELECT key, kind, due_at, correlationid, causationid "
                                   "FROM timers WHERE due_at <= ?1 "
-                                  "ORDER BY due_at, key, kind LIMIT ?2"},
+                                  "ORDER BY due_at, key, kind LIMIT ?2",
+            [EV_SQL_OUTBOX_ADD] =
+                "INSERT INTO outbox(topic, key, value, headers, created_at, "
+                "owner) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
 };
 
 /* A service process: only the loop thread touches its connection, so no

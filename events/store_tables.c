@@ -83,11 +83,7 @@ int ev_store_outbox_add(ev_store *s, const char *topic, const char *key,
     if (s == NULL || topic == NULL || topic[0] == '\0' || (value == NULL && len > 0))
         return ev_error_set(err, EV_EINVAL,
                             "store: outbox add: topic and value required");
-    ev_stmt *st = ev_store_stmt(s,
-                                "INSERT INTO outbox(topic, key, value, headers, "
-                                "created_at, owner) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
-                                "RETURNING id",
-                                err);
+    ev_stmt *st = ev_store_stmt(s, s->be->sql[EV_SQL_OUTBOX_ADD], err);
     if (st == NULL)
         return err->code;
     int rc = ev_stmt_bind_text(st, 1, topic);
@@ -106,7 +102,12 @@ int ev_store_outbox_add(ev_store *s, const char *topic, const char *key,
         return ev_error_set(err, rc, "store: outbox add: bind failed");
     }
     int64_t id = 0;
-    rc = ev_store_query_int(st, 0, &id, NULL, err);
+    if (s->be->last_id != NULL) {
+        rc = ev_store_exec(st, err);
+        id = rc == 0 ? s->be->last_id(s) : 0;
+    } else {
+        rc = ev_store_query_int(st, 0, &id, NULL, err);
+    }
     if (rc == 0 && id_out != NULL)
         *id_out = id;
     return rc;
