@@ -312,8 +312,15 @@ static int tx(ev_store *s, int verb, const char *what, ev_error *err)
 
 int ev_store_begin(ev_store *s, ev_error *err)
 {
-    if (s != NULL)
-        s->conflict = false;
+    if (s == NULL)
+        return ev_error_set(err, EV_EINVAL, "store: begin: NULL store");
+    s->conflict = false;
+    if (s->broken && s->be->reconnect != NULL) {
+        cache_free(s); /* prepared on the lost connection */
+        int rc = s->be->reconnect(s, err);
+        if (rc != 0)
+            return rc;
+    }
     return tx(s, EV_TX_BEGIN, "begin", err);
 }
 

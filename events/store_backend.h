@@ -53,6 +53,8 @@ typedef struct ev_store_ops {
     const char *(*col_text)(ev_stmt *st, int col);
     const void *(*col_blob)(ev_stmt *st, int col, size_t *len);
     bool (*in_tx)(ev_store *s);
+    /* Connects again after a lost connection (NULL: never lost). */
+    int (*reconnect)(ev_store *s, ev_error *err);
     /* The id of the row the last INSERT made, when sql[EV_SQL_OUTBOX_ADD] has
      * no RETURNING (SQLite: the rowid, cheaper than RETURNING); NULL = the
      * statement returns it. */
@@ -74,6 +76,7 @@ struct ev_store {
     void *conn; /* the backend's connection */
     bool readonly;
     bool conflict;   /* a race with another instance failed this transaction */
+    bool broken;     /* the connection was lost: reconnect before the next one */
     char owner[128]; /* outbox rows of this instance */
     char schema[64]; /* PostgreSQL */
     stmt_slot *slots;

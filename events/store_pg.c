@@ -12,6 +12,14 @@
 #define BYTEA_OID 17
 #define MAX_PARAMS 32
 #define NAME_MAX_LEN 24
+/* A session that waits on a lock longer than lock_timeout gives up (a
+ * conflict: the batch runs again), and an instance frozen inside a
+ * transaction (SIGSTOP, a long GC-like pause, a lost host) loses its session
+ * after idle_in_transaction_session_timeout, releasing the rows it held for
+ * the instance that took its partitions over. A batch never idles that long. */
+#define SESSION_SQL                                                                      \
+    "SET client_min_messages = warning; SET lock_timeout = '10s';"                       \
+    " SET idle_in_transaction_session_timeout = '20s'"
 
 static const char runtime_tables[] =
     "CREATE TABLE IF NOT EXISTS inbox("
@@ -61,7 +69,7 @@ static pg_stmt *pq(ev_stmt *st)
 static bool sqlstate_conflict(const char *state)
 {
     return strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-           strcmp(state, "23505") == 0;
+           strcmp(state, "23505") == 0 || strcmp(state, "55P03") == 0;
 }
 
 static const char *sqlstate_name(const char *state)
@@ -78,6 +86,8 @@ static const char *sqlstate_name(const char *state)
         return "serialization_failure";
     if (strcmp(state, "40P01") == 0)
         return "deadlock";
+    if (strcmp(state, "55P03") == 0)
+        return "lock_timeout";
     if (strncmp(state, "42", 2) == 0)
         return "sql_error";
     return "postgres_error";
@@ -101,8 +111,14 @@ static int res_fail(ev_store *s, const PGresult *res, const char *what, ev_error
     first_line(msg, sizeof(msg), res ? PQresultErrorMessage(res) : NULL);
     if (msg[0] == '\0')
         first_line(msg, sizeof(msg), PQerrorMessage(conn_of(s)));
+    if (PQstatus(conn_of(s)) != CONNECTION_OK) {
+        /* The server went away (restarted, or ended this idle session): the
+         * transaction is lost, run it again on a new connection. */
+        s->broken = s->conflict = true;
+        return ev_error_set(err, EV_ERETRY, "store: %s: %s (connection)", what, msg);
+    }
     if (state == NULL)
-        state = PQstatus(conn_of(s)) == CONNECTION_OK ? "XX000" : "08000";
+        state = "XX000";
     bool conflict = sqlstate_conflict(state);
     if (conflict)
         s->conflict = true;
@@ -220,7 +236,7 @@ static int pg_open(ev_store *s, const ev_store_opts *o, ev_error *err)
         connect_error(msg, sizeof(msg), c, o->url);
         return ev_error_set(err, EV_ESTORE, "store: connect: %s (connection)", msg);
     }
-    int ret = pg_script(s, "SET client_min_messages = warning", "session", err);
+    int ret = pg_script(s, SESSION_SQL, "session", err);
     if (ret == 0 && !o->readonly) {
         char *id = PQescapeIdentifier(c, schema, strlen(schema));
         char sql[160];
@@ -234,6 +250,24 @@ static int pg_open(ev_store *s, const ev_store_opts *o, ev_error *err)
     }
     if (ret == 0)
         ret = use_schema(s, o->readonly, err);
+    return ret;
+}
+
+/* After a lost connection: a new session with the same settings (the cached
+ * statements were dropped by the caller, they are prepared again on use). */
+static int pg_reconnect(ev_store *s, ev_error *err)
+{
+    PQreset(conn_of(s));
+    if (PQstatus(conn_of(s)) != CONNECTION_OK) {
+        char msg[EV_ERROR_TEXT];
+        first_line(msg, sizeof(msg), PQerrorMessage(conn_of(s)));
+        s->conflict = true; /* still down: retried after a backoff */
+        return ev_error_set(err, EV_ERETRY, "store: reconnect: %s (connection)", msg);
+    }
+    s->broken = false;
+    int ret = pg_script(s, SESSION_SQL, "session", err);
+    if (ret == 0)
+        ret = use_schema(s, s->readonly, err);
     return ret;
 }
 
@@ -514,6 +548,7 @@ const ev_store_ops ev_store_pg = {
     .col_text = pg_col_text,
     .col_blob = pg_col_blob,
     .in_tx = pg_in_tx,
+    .reconnect = pg_reconnect,
     .tx_cached = false,
     .tx_sql = {[EV_TX_BEGIN] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
                [EV_TX_COMMIT] = "COMMIT",

@@ -1235,6 +1235,35 @@ START_TEST(inbox_add_of_id_another_instance_committed_is_conflict)
 }
 END_TEST
 
+/* The server ends the session in the middle of a transaction (a restart, or
+ * idle_in_transaction_session_timeout for a frozen instance): the failed
+ * statement is a retry, and the next transaction runs on a new connection. */
+START_TEST(lost_connection_is_a_retry_and_reconnects)
+{
+    ev_store *a = open_default();
+    OK(ev_store_begin(a, &e_));
+    OK(ev_store_inbox_add(a, "e1", 1, &e_));
+    char pid[24];
+    snprintf(pid, sizeof(pid), "%lld",
+             (long long)query_int(a, "SELECT pg_backend_pid()"));
+    ck_assert_int_eq(admin_query("SELECT pg_terminate_backend($1::int)::int", pid), 1);
+    ev_error err = {0};
+    ck_assert_int_eq(ev_store_inbox_add(a, "e2", 2, &err), EV_ERETRY);
+    ck_assert_msg(strstr(err.text, "(connection)") != NULL, "%s", err.text);
+    ck_assert(ev_store_conflict(a));
+    OK(ev_store_rollback(a, &e_));
+    OK(ev_store_begin(a, &e_)); /* connects again */
+    ck_assert(!ev_store_conflict(a));
+    ck_assert(!seen(a, "e1")); /* the lost transaction left nothing */
+    OK(ev_store_inbox_add(a, "e3", 3, &e_));
+    OK(ev_store_commit(a, &e_));
+    OK(ev_store_begin(a, &e_));
+    ck_assert(seen(a, "e3"));
+    OK(ev_store_commit(a, &e_));
+    ev_store_close(a);
+}
+END_TEST
+
 static const ev_migration acct_mig[] = {
     {1, "CREATE TABLE acct(id BIGINT PRIMARY KEY, bal BIGINT NOT NULL);"
         "INSERT INTO acct VALUES(1, 100);"},
@@ -1425,6 +1454,7 @@ static const test_ref sqlite_only_tests[] = {
 
 static const test_ref pg_only_tests[] = {
     T(inbox_add_of_id_another_instance_committed_is_conflict),
+    T(lost_connection_is_a_retry_and_reconnects),
     T(update_of_row_changed_since_read_is_conflict),
     T(timers_due_skips_timers_another_instance_holds),
     T(outbox_walk_sees_own_rows_until_others_claimed),
