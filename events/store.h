@@ -180,7 +180,10 @@ int ev_store_outbox_count(ev_store *s, int64_t *n, ev_error *err);
 int ev_store_outbox_claim(ev_store *s, int64_t older_than_ms, int64_t *claimed,
                           int64_t *min_id, ev_error *err);
 
-/* offsets: next offset to read per topic partition; *next = -1 when unknown. */
+/* offsets: next offset to read per topic partition; *next = -1 when unknown.
+ * An offset only moves forward: setting a lower one keeps the stored one, so
+ * an instance that lost a partition (a zombie committing its last batch of
+ * records it merely skipped) cannot move its new owner's position back. */
 int ev_store_offset_get(ev_store *s, const char *topic, int32_t partition, int64_t *next,
                         ev_error *err);
 int ev_store_offset_set(ev_store *s, const char *topic, int32_t partition, int64_t next,

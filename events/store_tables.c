@@ -216,7 +216,8 @@ int ev_store_offset_set(ev_store *s, const char *topic, int32_t partition, int64
             s, err,
             "INSERT INTO offsets(topic, partition, next_offset) VALUES(?1, ?2, ?3)"
             " ON CONFLICT(topic, partition) DO UPDATE"
-            " SET next_offset = excluded.next_offset",
+            " SET next_offset = excluded.next_offset"
+            " WHERE offsets.next_offset < excluded.next_offset",
             "sii", topic, (int64_t)partition, next));
 }
 

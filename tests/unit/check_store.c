@@ -625,7 +625,7 @@ END_TEST
 
 /* ---- offsets ------------------------------------------------------------------- */
 
-START_TEST(offsets_set_get_overwrite)
+START_TEST(offsets_set_get_only_forward)
 {
     ev_store *s = open_default();
     ck_assert_int_eq(offset_of(s, "orders", 0), -1);
@@ -633,6 +633,8 @@ START_TEST(offsets_set_get_overwrite)
     OK(ev_store_offset_set(s, "orders", 1, 20, &e_));
     OK(ev_store_offset_set(s, "payments", 0, 30, &e_));
     OK(ev_store_offset_set(s, "orders", 0, 11, &e_));
+    ck_assert_int_eq(offset_of(s, "orders", 0), 11);
+    OK(ev_store_offset_set(s, "orders", 0, 7, &e_)); /* never backwards */
     ck_assert_int_eq(offset_of(s, "orders", 0), 11);
     ck_assert_int_eq(offset_of(s, "orders", 1), 20);
     ck_assert_int_eq(offset_of(s, "payments", 0), 30);
@@ -1424,7 +1426,7 @@ static const test_ref neutral_tests[] = {
     T(outbox_value_bytes_round_trip),
     T(outbox_each_stops_on_callback_value),
     T(outbox_delete_during_walk_and_ids_not_reused),
-    T(offsets_set_get_overwrite),
+    T(offsets_set_get_only_forward),
     T(everything_survives_close_and_reopen),
     T(rollback_leaves_nothing),
     T(savepoint_rollback_to_undoes_inner_part_only),
