@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "runtime.h"
+#include "stats.h"
 
 #define TYPE_NAME_MAX 64
 #define TOPIC_NAME_MAX 160
@@ -496,7 +496,7 @@ static void render_gauges(const ev_metrics *m, const ev_runtime_stats *st, sbuf 
     sb_printf(b, "} %.3f\n", (double)m->start_unix_ms / 1000.0);
 }
 
-/* The service loop's own totals (events/runtime.h), one counter each. */
+/* The service loop's own totals (events/stats.h), one counter each. */
 static void render_runtime(const ev_metrics *m, const ev_runtime_stats *st, sbuf *b)
 {
     const struct {

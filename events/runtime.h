@@ -13,6 +13,7 @@
 #include "contract.h"
 #include "envelope.h"
 #include "error.h"
+#include "stats.h"
 #include "store.h"
 
 typedef struct ev_ctx ev_ctx;
@@ -68,32 +69,8 @@ int ev_service_run(const ev_service_def *def, const ev_config *cfg,
  * run. Returns the process exit code (0 ok, 1 failure, 2 usage). */
 int ev_service_main(const ev_service_def *def, int argc, char **argv);
 
-/* ---- counters, for health and metrics ---- */
-
-/* Totals since the process started, published by the loop about once a second
- * and after each stop (the loop runs in one thread; readers may be others). */
-typedef struct ev_runtime_stats {
-    uint64_t consumed;      /* records read from subscribed topics (not re-reads) */
-    uint64_t applied;       /* handled and committed */
-    uint64_t produced;      /* outbox records delivered (events and dead letters) */
-    uint64_t emitted;       /* events written to the outbox by handlers */
-    uint64_t deduped;       /* skipped: id already in the inbox */
-    uint64_t dead_lettered; /* written to dlq.<service> */
-    uint64_t skipped;       /* unknown type on a subscribed topic */
-    uint64_t retried;       /* EV_ERETRY from a handler or timer */
-    uint64_t timers_fired;
-    uint64_t batches; /* committed transactions */
-    uint64_t delivery_errors;
-    int64_t last_commit_ms; /* wall clock of the last commit; 0 = none yet */
-    int64_t last_batch_us;  /* duration of the last batch, begin..commit */
-    int64_t outbox_backlog; /* outbox rows not yet deleted (delivered or not) */
-    int64_t timers_pending; /* armed timers */
-    int assigned;           /* partitions assigned */
-    int running;            /* 1 from start until the loop has stopped */
-} ev_runtime_stats;
-
-/* A consistent copy of the latest counters; thread-safe. */
-void ev_runtime_stats_get(ev_runtime_stats *out);
+/* ---- counters, for health and metrics: ev_runtime_stats, ev_runtime_stats_get
+ * (stats.h, included above) ---- */
 
 /* ---- for handlers ---- */
 
