@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "binding.h"
 #include "cli.h"
 #include "envelope.h"
 
@@ -76,7 +77,7 @@ static json_t *entry_json(const rd_kafka_message_t *m)
     json_object_set_new(o, "headers", headers_json(m));
     if (m->key != NULL)
         json_object_set_new(o, "key", json_stringn(m->key, m->key_len));
-    if (ev_envelope_parse(&e, m->payload, m->len, NULL, &err) == 0) {
+    if (ev_binding_parse_message(&e, m, NULL, &err) == 0) {
         json_object_set_new(o, "id", json_string(e.id));
         json_object_set_new(o, "type", json_string(e.type));
     }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "binding.h"
 #include "cli.h"
 #include "envelope.h"
 
@@ -225,7 +226,7 @@ static void drain(load *l, cli_reader *r, int timeout_ms)
     while (cli_reader_next(r, timeout_ms, &m) == CLI_READ_MSG) {
         ev_envelope e = {0};
         ev_error err;
-        if (ev_envelope_parse(&e, m->payload, m->len, NULL, &err) == 0)
+        if (ev_binding_parse_message(&e, m, NULL, &err) == 0)
             apply(l, &e);
         ev_envelope_clear(&e);
         rd_kafka_message_destroy(m);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "binding.h"
 #include "cli.h"
 #include "envelope.h"
 
@@ -139,11 +140,30 @@ static char **tail_topics(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- output ---- */
 
+/* e as its structured-mode JSON object; NULL on failure. */
+static json_t *event_object(const ev_envelope *e)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    ev_error err;
+    json_error_t je;
+    json_t *o = NULL;
+    if (ev_envelope_serialize(e, NULL, &buf, &len, &err) == 0)
+        o = json_loadb(buf, len, 0, &je);
+    free(buf);
+    return o;
+}
+
 static void print_json_line(const rd_kafka_message_t *m, const ev_envelope *e,
                             const char *error)
 {
     json_t *o = NULL;
-    if (e != NULL) {
+    bool binary = ev_binding_mode_of(ev_binding_headers_of(m)) == EV_MODE_BINARY;
+    if (e != NULL && binary) {
+        o = event_object(e); /* the envelope the ce_* headers and the value stand for */
+        if (o != NULL)
+            json_object_set_new(o, "contentmode", json_string("binary"));
+    } else if (e != NULL) {
         json_error_t je;
         o = json_loadb(m->payload, m->len, 0, &je);
     }
@@ -225,7 +245,7 @@ static void handle(cli_ctx *ctx, const tail_opts *o, const rd_kafka_message_t *m
 {
     ev_envelope e = {0};
     ev_error err;
-    bool ok = ev_envelope_parse(&e, m->payload, m->len, NULL, &err) == 0;
+    bool ok = ev_binding_parse_message(&e, m, NULL, &err) == 0;
     if (!key_matches(m, o->key))
         goto cleanup;
     if ((o->type || o->until) && !ok)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "binding.h"
 #include "cli.h"
 #include "envelope.h"
 
@@ -68,7 +69,7 @@ static int keep(trace *t, const rd_kafka_message_t *m)
 {
     ev_envelope e = {0};
     ev_error err;
-    if (ev_envelope_parse(&e, m->payload, m->len, NULL, &err) != 0)
+    if (ev_binding_parse_message(&e, m, NULL, &err) != 0)
         return CLI_OK; /* not an event: tail and dlq show those */
     if (!belongs(t, &e) || seen_id(t, e.id)) {
         t->duplicates += belongs(t, &e) ? 1 : 0;

@@ -169,6 +169,21 @@ int ev_binding_parse(ev_envelope *out, const void *value, size_t len,
     return rc;
 }
 
+const rd_kafka_headers_t *ev_binding_headers_of(const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    /* rd_kafka_message_headers takes a non-const message: it parses lazily */
+    rd_kafka_message_t *mm = (rd_kafka_message_t *)m;
+    return rd_kafka_message_headers(mm, &h) == RD_KAFKA_RESP_ERR_NO_ERROR ? h : NULL;
+}
+
+int ev_binding_parse_message(ev_envelope *out, const rd_kafka_message_t *m,
+                             const ev_limits *lim, ev_error *err)
+{
+    return ev_binding_parse(out, m->payload, m->payload ? m->len : 0,
+                            ev_binding_headers_of(m), lim, false, err);
+}
+
 bool ev_binding_peek_type(const void *value, size_t len, const rd_kafka_headers_t *hdrs,
                           char type[EV_TYPE_MAX])
 {

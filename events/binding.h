@@ -33,6 +33,12 @@ int ev_binding_parse(ev_envelope *out, const void *value, size_t len,
                      const rd_kafka_headers_t *hdrs, const ev_limits *lim, bool head,
                      ev_error *err);
 
+/* The headers of a consumed record (borrowed from m), NULL when none. */
+const rd_kafka_headers_t *ev_binding_headers_of(const rd_kafka_message_t *m);
+/* ev_binding_parse of a consumed record's value and headers (not head). */
+int ev_binding_parse_message(ev_envelope *out, const rd_kafka_message_t *m,
+                             const ev_limits *lim, ev_error *err);
+
 /* The type of a record in either mode without parsing it (see
  * ev_envelope_peek_type); false when it cannot say. */
 bool ev_binding_peek_type(const void *value, size_t len, const rd_kafka_headers_t *hdrs,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* One batch in one transaction: each record's verdict (dedup, handler, skip,
  * retry, dead letter), optimistic then careful attempts, before_commit, commit. */
+#include "binding.h"
 #include "runtime_internal.h"
 
 #include <inttypes.h>
@@ -48,8 +49,8 @@ static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int6
 {
     ev_envelope ev;
     rec_result res;
-    f->code =
-        ev_envelope_parse(&ev, m->payload, m->payload ? m->len : 0, &rt->limits, &f->why);
+    f->code = ev_binding_parse(&ev, m->payload, m->payload ? m->len : 0,
+                               ev_binding_headers_of(m), &rt->limits, false, &f->why);
     if (f->code != 0)
         return REC_DLQ;
     ev_log_where w = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, ev.id};
@@ -153,7 +154,8 @@ static bool skip_fast(ev_runtime *rt, const rd_kafka_message_t *m, const char *t
         return false;
     ev_envelope ev;
     ev_error why = {0};
-    if (ev_envelope_parse_head(&ev, val, len, &rt->limits, &why) != 0)
+    if (ev_binding_parse(&ev, val, len, ev_binding_headers_of(m), &rt->limits, true,
+                         &why) != 0)
         return false;
     ev_log_where w = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, ev.id};
     ev_log_at(EV_LOG_DEBUG, &w, "skipped unknown type", "type=%s", ev.type);
@@ -211,7 +213,8 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, size_t in
     const void *val = m->payload ? m->payload : "";
     size_t len = m->payload ? m->len : 0;
     char type[EV_TYPE_MAX];
-    const char *label = ev_envelope_peek_type(val, len, type) ? type : NULL;
+    const char *label =
+        ev_binding_peek_type(val, len, ev_binding_headers_of(m), type) ? type : NULL;
     count_rec(rt, EV_MC_CONSUMED, label, val, len);
     int rc = 0;
     if (skip_fast(rt, m, label, val, len)) {
