@@ -12,6 +12,7 @@
 #include "log.h"
 #include "topics.h"
 
+#define RESUME_RETRY_MS 100 /* a failed seek of a held partition is tried again */
 #define POLL_MS 100
 #define HOUSEKEEP_MS 1000
 #define PRUNE_MS 60000
@@ -307,6 +308,23 @@ static void rt_free(ev_runtime *rt)
 
 /* ---- the loop ---- */
 
+/* Whether the consumer still owns the partition (a rebalance may have moved it). */
+static bool still_assigned(ev_runtime *rt, const char *topic, int32_t partition)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(ev_consumer_handle(rt->cons), &a) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        a == NULL)
+        return true; /* cannot tell: try again */
+    bool mine = rd_kafka_topic_partition_list_find(a, topic, partition) != NULL;
+    rd_kafka_topic_partition_list_destroy(a);
+    return mine;
+}
+
+/* A partition held for a retry restarts at its record. When the seek fails
+ * (it times out while the consumer rebalances or the leader moves), it stays
+ * paused and is tried again shortly, or forgotten if it was revoked meanwhile
+ * (its next owner starts from the store). */
 static void resume_due(ev_runtime *rt, int64_t mono)
 {
     for (size_t i = 0; i < rt->n_parts; i++) {
@@ -316,12 +334,19 @@ static void resume_due(ev_runtime *rt, int64_t mono)
         p->resume_at = 0;
         int64_t at = p->retry_offset >= 0 ? p->retry_offset : p->next;
         ev_error e = {0};
-        if ((at >= 0 &&
-             ev_consumer_seek(rt->cons, p->topic, p->partition, at, &e) != 0) ||
-            ev_consumer_pause(rt->cons, p->topic, p->partition, false, &e) != 0) {
-            ev_log_where w = {p->topic, p->partition, at, NULL};
-            ev_log_at(EV_LOG_WARN, &w, "retry resume failed", "error=%s", e.text);
+        ev_log_where w = {p->topic, p->partition, at, NULL};
+        if (at >= 0 && ev_consumer_seek(rt->cons, p->topic, p->partition, at, &e) != 0) {
+            bool mine = still_assigned(rt, p->topic, p->partition);
+            if (mine)
+                p->resume_at = mono + RESUME_RETRY_MS;
+            ev_log_at(EV_LOG_WARN, &w,
+                      mine ? "retry resume failed, trying again"
+                           : "retry resume dropped, partition revoked",
+                      "error=%s", e.text);
+            continue;
         }
+        if (ev_consumer_pause(rt->cons, p->topic, p->partition, false, &e) != 0)
+            ev_log_at(EV_LOG_WARN, &w, "retry resume failed", "error=%s", e.text);
     }
 }
 
