@@ -136,6 +136,68 @@ START_TEST(round_trip_with_headers)
 }
 END_TEST
 
+/* Partitions of c's current assignment (0 while a rebalance took them all). */
+static int assigned_count(ev_consumer *c)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    int n = 0;
+    if (rd_kafka_assignment(ev_consumer_handle(c), &a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        n = a->cnt;
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    return n;
+}
+
+static void poll_drop(ev_consumer *c)
+{
+    rd_kafka_message_t *msgs[16];
+    size_t n = 0;
+    ev_error err = {0};
+    ev_consumer_poll(c, msgs, 16, 50, &n, &err);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+}
+
+/* Cooperative-sticky: a second member joining takes half of the partitions
+ * from the first, which keeps the other half without giving them back (an
+ * eager protocol revokes all six and assigns three again: nine start calls). */
+START_TEST(joining_member_moves_only_some_partitions)
+{
+    char prefix[64], topic[128], group[128];
+    harness_prefix(prefix, sizeof(prefix));
+    harness_topic(topic, sizeof(topic), prefix, "coop");
+    harness_topic(group, sizeof(group), prefix, "g");
+    ck_assert_int_eq(harness_create_topic(topic, 6, 10000), 0);
+    const char *topics[] = {topic, NULL};
+    ev_consumer *a = NULL, *b = NULL;
+    start_req sa = {0, -1}, sb = {0, -1};
+    ev_error err = {0};
+    ck_assert_int_eq(
+        ev_consumer_new(&a, harness_brokers(), group, topics, on_start, &sa, &err), 0);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    while (assigned_count(a) < 6 && harness_now_ms() < deadline)
+        poll_drop(a);
+    ck_assert_int_eq(assigned_count(a), 6);
+    ck_assert_str_eq(rd_kafka_rebalance_protocol(ev_consumer_handle(a)), "COOPERATIVE");
+    ck_assert_int_eq(
+        ev_consumer_new(&b, harness_brokers(), group, topics, on_start, &sb, &err), 0);
+    deadline = harness_now_ms() + WAIT_MS;
+    while ((assigned_count(a) != 3 || assigned_count(b) != 3) &&
+           harness_now_ms() < deadline) {
+        poll_drop(a);
+        poll_drop(b);
+    }
+    ck_assert_int_eq(assigned_count(a), 3);
+    ck_assert_int_eq(assigned_count(b), 3);
+    ck_assert_int_eq(sa.calls, 6); /* the kept three were never assigned again */
+    ck_assert_int_eq(sb.calls, 3);
+    ck_assert_int_eq(ev_consumer_close(b, &err), 0);
+    ev_consumer_free(b);
+    ck_assert_int_eq(ev_consumer_close(a, &err), 0);
+    ev_consumer_free(a);
+}
+END_TEST
+
 START_TEST(start_function_sets_position)
 {
     char prefix[64], topic[128], group[128];
@@ -263,6 +325,7 @@ static Suite *bus_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, round_trip_with_headers);
     tcase_add_test(tc, start_function_sets_position);
+    tcase_add_test(tc, joining_member_moves_only_some_partitions);
     tcase_add_test(tc, env_property_applied);
     tcase_add_loop_test(tc, bad_property_named_value_hidden, 0,
                         (int)(sizeof(bad_props) / sizeof(bad_props[0])));
