@@ -112,6 +112,12 @@ test: all $(TEST_BINS)
 # Every program and test binary of this build (used for the sanitized pass).
 test-bins: all $(TEST_BINS)
 
+# The security test alone (make test runs it too): a broker of its own with
+# SASL_SSL and ACLs on free ports, the saga on per-service credentials; ~1 min.
+.PHONY: test-secure
+test-secure: all
+	@CHOREO_BUILD=$(CURDIR)/$(BUILD) sh tests/secure/saga_secure.sh
+
 lint:
 	@sh .ci/lint
 

@@ -19,9 +19,9 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     cli_ctx *ctx = opaque;
     (void)rk;
-    ctx->kafka_error_code = err;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && ctx->kafka_error[0] != '\0')
-        return;
+        return; /* the cause came first: keep it */
+    ctx->kafka_error_code = err;
     const char *sep = strstr(reason, ": ");
     const char *slash = strchr(reason, '/');
     if (sep != NULL && slash != NULL && slash < sep)
@@ -99,11 +99,23 @@ static int reach(cli_ctx *ctx, rd_kafka_t *rk)
         if (down >= 2)
             break;
     }
+    const char *why =
+        ctx->kafka_error[0] != '\0' ? ctx->kafka_error : rd_kafka_err2str(e);
+    if (ctx->kafka_error_code == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+        return cli_fail(ctx,
+                        "authentication to Kafka at %s failed: %s; check "
+                        "CHOREO_KAFKA_sasl_username and CHOREO_KAFKA_sasl_password "
+                        "(a credentials file of choreo-broker start --secure)",
+                        ctx->cfg.brokers, why);
+    if (ctx->kafka_error_code == RD_KAFKA_RESP_ERR__SSL)
+        return cli_fail(ctx,
+                        "TLS with Kafka at %s failed: %s; check "
+                        "CHOREO_KAFKA_ssl_ca_location and CHOREO_KAFKA_security_protocol",
+                        ctx->cfg.brokers, why);
     return cli_fail(ctx,
                     "cannot reach Kafka at %s: %s; start one with `make demo` or set "
                     "CHOREO_BROKERS",
-                    ctx->cfg.brokers,
-                    ctx->kafka_error[0] != '\0' ? ctx->kafka_error : rd_kafka_err2str(e));
+                    ctx->cfg.brokers, why);
 }
 
 int cli_kafka_new(cli_ctx *ctx, rd_kafka_type_t type, const char *group, rd_kafka_t **out)

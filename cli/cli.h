@@ -47,6 +47,7 @@ int cli_topics(cli_ctx *ctx, int argc, char **argv);
 int cli_validate(cli_ctx *ctx, int argc, char **argv);
 int cli_dlq(cli_ctx *ctx, int argc, char **argv);
 int cli_load(cli_ctx *ctx, int argc, char **argv);
+int cli_acl(cli_ctx *ctx, int argc, char **argv);
 
 /* ---- options (cli/options.c) ---- */
 

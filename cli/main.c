@@ -25,6 +25,7 @@ static const cli_command commands[] = {
     {"validate", "check envelopes or data against the schemas", cli_validate},
     {"dlq", "list or replay a service's dead letters", cli_dlq},
     {"load", "place many orders and report throughput and latency", cli_load},
+    {"acl", "each service's Kafka ACLs from the contract; --apply creates them", cli_acl},
     {NULL, NULL, NULL},
 };
 

@@ -105,6 +105,14 @@ int ev_bus_conf_env(rd_kafka_conf_t *conf, ev_error *err)
     return 0;
 }
 
+/* A connection failure no retry will mend: wrong credentials, a certificate
+ * not trusted. */
+static bool fail_is_security(const char *buf)
+{
+    return strstr(buf, "SASL authentication error") != NULL ||
+           strstr(buf, "SSL handshake failed") != NULL;
+}
+
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     ev_log_level lv = level <= 3   ? EV_LOG_ERROR
@@ -113,8 +121,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                                    : EV_LOG_DEBUG;
     if (lv < EV_LOG_INFO && strcmp(fac, "CONFWARN") == 0)
         lv = EV_LOG_INFO; /* CHOREO_KAFKA_* reach producer and consumer alike */
+    /* The error callback reports FAIL lines once, when the handle is polled;
+     * security failures show at once: a service waiting for its topics does not
+     * poll yet, and its only clue would be "broker transport failure". */
     if (strcmp(fac, "FAIL") == 0)
-        lv = EV_LOG_DEBUG; /* the error callback reports these once */
+        lv = fail_is_security(buf) ? EV_LOG_ERROR : EV_LOG_DEBUG;
     if (!ev_log_enabled(lv))
         return;
     char q[512];
