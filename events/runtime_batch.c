@@ -66,17 +66,18 @@ static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int6
         res = REC_DLQ;
         goto cleanup;
     }
-    bool seen = false;
-    *fatal = ev_store_inbox_seen(rt->store, ev.id, &seen, err);
-    if (*fatal != 0 || seen) {
-        if (seen)
+    /* The id goes in first (one statement, not a lookup and an insert): a
+     * failing handler undoes it with its attempt or savepoint. */
+    bool fresh = false;
+    *fatal = ev_store_inbox_claim(rt->store, ev.id, now, &fresh, err);
+    if (*fatal != 0 || !fresh) {
+        if (*fatal == 0)
             ev_log_at(EV_LOG_DEBUG, &w, "duplicate skipped", "type=%s", ev.type);
         res = REC_DEDUPED;
         goto cleanup;
     }
     res = run_handler(rt, h, &ev, now, &f->code, &f->why);
     if (res == REC_APPLIED) {
-        *fatal = ev_store_inbox_add(rt->store, ev.id, now, err);
         ev_log_at(EV_LOG_DEBUG, &w, "applied", "type=%s", ev.type);
     } else {
         f->handler_ran = true;
@@ -271,12 +272,7 @@ advance:
 
 static int delete_delivered(ev_runtime *rt, ev_error *err)
 {
-    for (size_t i = 0; i < rt->n_done; i++) {
-        int rc = ev_store_outbox_delete(rt->store, rt->done[i], err);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return ev_store_outbox_delete_ids(rt->store, rt->done, rt->n_done, err);
 }
 
 static int store_offsets(ev_runtime *rt, ev_error *err)

@@ -146,6 +146,11 @@ int ev_store_rollback_to(ev_store *s, ev_error *err);
  * is what fences a zombie instance. event_id must be non-empty. */
 int ev_store_inbox_seen(ev_store *s, const char *event_id, bool *seen, ev_error *err);
 int ev_store_inbox_add(ev_store *s, const char *event_id, int64_t now_ms, ev_error *err);
+/* Adds event_id as ev_store_inbox_add does, in one statement; *fresh is true
+ * when it was not there yet (apply the event), false for a duplicate. Undone
+ * with the transaction or savepoint when the event then fails. */
+int ev_store_inbox_claim(ev_store *s, const char *event_id, int64_t now_ms, bool *fresh,
+                         ev_error *err);
 /* Deletes rows with seen_at < older_than_ms; *removed (may be NULL) gets how many. */
 int ev_store_inbox_prune(ev_store *s, int64_t older_than_ms, ev_error *err);
 int ev_store_inbox_prune_n(ev_store *s, int64_t older_than_ms, int64_t *removed,
@@ -172,6 +177,9 @@ int ev_store_outbox_each(ev_store *s, int64_t from_id, size_t limit, ev_outbox_f
                          void *arg, ev_error *err);
 /* Deleting an id that is not there returns 0 (a repeated delivery report). */
 int ev_store_outbox_delete(ev_store *s, int64_t id, ev_error *err);
+/* Deletes the n ids (delivered rows; any order, duplicates allowed): sorted in
+ * place, one statement per run of consecutive ids. */
+int ev_store_outbox_delete_ids(ev_store *s, int64_t *ids, size_t n, ev_error *err);
 int ev_store_outbox_count(ev_store *s, int64_t *n, ev_error *err);
 /* Takes over other owners' rows written before older_than_ms (an instance that
  * died, or cannot reach the broker: its rows are then sent twice, and

@@ -2,6 +2,7 @@
 /* The runtime's tables in the store, written once for both backends: inbox
  * (dedup), outbox (events to publish, per owner), offsets, timers. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
@@ -49,6 +50,18 @@ int ev_store_inbox_add(ev_store *s, const char *event_id, int64_t now_ms, ev_err
     return exec_fmt(
         s, "inbox add", err,
         ev_store_bind(s, err, s->be->sql[EV_SQL_INBOX_ADD], "si", event_id, now_ms));
+}
+
+int ev_store_inbox_claim(ev_store *s, const char *event_id, int64_t now_ms, bool *fresh,
+                         ev_error *err)
+{
+    if (s == NULL || event_id == NULL || event_id[0] == '\0' || fresh == NULL)
+        return ev_error_set(err, EV_EINVAL, "store: inbox claim: empty event id");
+    ev_stmt *st =
+        ev_store_bind(s, err, s->be->sql[EV_SQL_INBOX_ADD], "si", event_id, now_ms);
+    int rc = exec_fmt(s, "inbox claim", err, st);
+    *fresh = rc == 0 && ev_stmt_changes(st) == 1;
+    return rc;
 }
 
 int ev_store_inbox_prune_n(ev_store *s, int64_t older_than_ms, int64_t *removed,
@@ -145,6 +158,31 @@ int ev_store_outbox_delete(ev_store *s, int64_t id, ev_error *err)
         return ev_error_set(err, EV_EINVAL, "store: outbox delete: NULL store");
     return exec_fmt(s, "outbox delete", err,
                     ev_store_bind(s, err, "DELETE FROM outbox WHERE id = ?1", "i", id));
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int ev_store_outbox_delete_ids(ev_store *s, int64_t *ids, size_t n, ev_error *err)
+{
+    if (s == NULL || (ids == NULL && n > 0))
+        return ev_error_set(err, EV_EINVAL, "store: outbox delete: NULL argument");
+    qsort(ids, n, sizeof(*ids), cmp_id);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n;) {
+        size_t j = i;
+        while (j + 1 < n && (ids[j + 1] == ids[j] || ids[j + 1] == ids[j] + 1))
+            j++;
+        rc = exec_fmt(s, "outbox delete", err,
+                      ev_store_bind(s, err,
+                                    "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2", "ii",
+                                    ids[i], ids[j]));
+        i = j + 1;
+    }
+    return rc;
 }
 
 int ev_store_outbox_count(ev_store *s, int64_t *n, ev_error *err)

@@ -429,6 +429,49 @@ END_TEST
 
 /* ---- inbox --------------------------------------------------------------------- */
 
+START_TEST(inbox_claim_says_fresh_once_and_savepoint_undoes_it)
+{
+    ev_store *s = open_default();
+    bool fresh = false;
+    OK(ev_store_begin(s, &e_));
+    OK(ev_store_inbox_claim(s, "e1", 10, &fresh, &e_));
+    ck_assert(fresh);
+    OK(ev_store_inbox_claim(s, "e1", 11, &fresh, &e_));
+    ck_assert(!fresh); /* a duplicate */
+    OK(ev_store_savepoint(s, &e_));
+    OK(ev_store_inbox_claim(s, "e2", 12, &fresh, &e_));
+    ck_assert(fresh);
+    OK(ev_store_rollback_to(s, &e_)); /* its handler failed */
+    OK(ev_store_commit(s, &e_));
+    ck_assert(seen(s, "e1"));
+    ck_assert(!seen(s, "e2"));
+    ck_assert_int_eq(query_int(s, "SELECT seen_at FROM inbox WHERE event_id='e1'"), 10);
+    ev_error err = {0};
+    ck_assert_int_eq(ev_store_inbox_claim(s, "", 1, &fresh, &err), EV_EINVAL);
+    ev_store_close(s);
+}
+END_TEST
+
+START_TEST(outbox_delete_ids_removes_exactly_those)
+{
+    ev_store *s = open_default();
+    int64_t id[8];
+    for (int i = 0; i < 8; i++)
+        OK(ev_store_outbox_add(s, "t", NULL, "v", 1, NULL, &id[i], &e_));
+    int64_t del[] = {id[5], id[1], id[2], id[2], id[6], id[4]}; /* runs 1-2 and 4-6 */
+    OK(ev_store_outbox_delete_ids(s, del, 6, &e_));
+    ck_assert_int_eq(count_of(s, ev_store_outbox_count), 3);
+    for (int i = 0; i < 8; i++) {
+        char q[96];
+        snprintf(q, sizeof(q), "SELECT count(*) FROM outbox WHERE id = %lld",
+                 (long long)id[i]);
+        ck_assert_int_eq(query_int(s, q), i == 0 || i == 3 || i == 7);
+    }
+    OK(ev_store_outbox_delete_ids(s, NULL, 0, &e_));
+    ev_store_close(s);
+}
+END_TEST
+
 START_TEST(inbox_dedups_and_add_is_idempotent)
 {
     ev_store *s = open_default();
@@ -1421,6 +1464,8 @@ static const test_ref neutral_tests[] = {
     T(open_readonly_missing_is_not_found),
     T(open_readonly_reads_while_writer_runs),
     T(inbox_dedups_and_add_is_idempotent),
+    T(inbox_claim_says_fresh_once_and_savepoint_undoes_it),
+    T(outbox_delete_ids_removes_exactly_those),
     T(inbox_prune_removes_old_rows_only),
     T(outbox_each_walks_rows_in_order),
     T(outbox_value_bytes_round_trip),
