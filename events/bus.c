@@ -184,6 +184,29 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
           m->partition, m->offset);
 }
 
+/* What no record lost or written twice rests on; the environment may not weaken
+ * it. Values as rd_kafka_conf_get reports them (acks=all reads back as -1). */
+static const prop durable[] = {
+    {"enable.idempotence", "true"},
+    {"acks", "-1"},
+};
+
+/* EV_EINVAL when conf's effective value of a durable property differs. */
+static int producer_check_durable(rd_kafka_conf_t *conf, ev_error *err)
+{
+    for (size_t i = 0; i < sizeof(durable) / sizeof(durable[0]); i++) {
+        char v[32] = "";
+        size_t len = sizeof(v);
+        rd_kafka_conf_res_t r = rd_kafka_conf_get(conf, durable[i].name, v, &len);
+        if (r != RD_KAFKA_CONF_OK || strcmp(v, durable[i].value) != 0)
+            return ev_error_set(err, EV_EINVAL,
+                                "kafka property %s=%s from CHOREO_KAFKA_* refused: the "
+                                "producer needs enable.idempotence=true and acks=all",
+                                durable[i].name, v);
+    }
+    return 0;
+}
+
 int ev_producer_new(ev_producer **out, const char *brokers, const char *client_id,
                     ev_delivery_fn dr, void *dr_arg, ev_error *err)
 {
@@ -202,6 +225,8 @@ int ev_producer_new(ev_producer **out, const char *brokers, const char *client_i
     rd_kafka_conf_t *conf = NULL;
     int rc = conf_build(&conf, brokers, client_id, defaults,
                         sizeof(defaults) / sizeof(defaults[0]), err);
+    if (rc == 0)
+        rc = producer_check_durable(conf, err);
     if (rc != 0)
         goto fail;
     rd_kafka_conf_set_opaque(conf, p);

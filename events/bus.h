@@ -24,8 +24,9 @@ typedef struct ev_producer ev_producer;
 typedef void (*ev_delivery_fn)(void *arg, void *opaque, int err, const char *errstr,
                                const char *topic, int32_t partition, int64_t offset);
 
-/* enable.idempotence=true, acks=all, linger.ms=5 (overridable by env).
- * dr may be NULL. */
+/* enable.idempotence=true, acks=all, linger.ms=5; CHOREO_KAFKA_* may change
+ * any setting but those two: EV_EINVAL, naming the property, when the
+ * environment turns idempotence off or acks below all. dr may be NULL. */
 int ev_producer_new(ev_producer **out, const char *brokers, const char *client_id,
                     ev_delivery_fn dr, void *dr_arg, ev_error *err);
 void ev_producer_free(ev_producer *p); /* flushes up to 10 s first */
