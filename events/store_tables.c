@@ -170,6 +170,8 @@ int ev_store_outbox_delete_ids(ev_store *s, int64_t *ids, size_t n, ev_error *er
 {
     if (s == NULL || (ids == NULL && n > 0))
         return ev_error_set(err, EV_EINVAL, "store: outbox delete: NULL argument");
+    if (n == 0)
+        return 0; /* ids may be NULL: nothing delivered */
     qsort(ids, n, sizeof(*ids), cmp_id);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n;) {
