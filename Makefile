@@ -13,10 +13,17 @@ else
 BUILD    := build/sanitize
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
+# FUZZ=1 (set by `make fuzz`): clang, coverage for libFuzzer, ASan + UBSan.
+ifneq ($(FUZZ),)
+CC       := clang
+BUILD    := build/fuzz
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+endif
 
 # `make demo` and `make test` work on a fresh Debian machine: missing packages are
 # installed (.ci/deps) while parsing, before pkg-config is asked for flags below.
-ifneq ($(filter demo test,$(MAKECMDGOALS)),)
+ifneq ($(filter demo test fuzz,$(MAKECMDGOALS)),)
 ifneq ($(shell sh .ci/deps >&2 || echo failed),)
 $(error .ci/deps failed: install the packages it lists, then retry)
 endif
@@ -44,6 +51,8 @@ SERVICES := $(notdir $(wildcard services/*))
 SVC_BINS := $(SERVICES:%=$(BUILD)/bin/%)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_BIN  := $(BUILD)/bin/choreo
+CLI_LIB_OBJ := $(filter-out %/cli/main.o,$(CLI_SRC:%.c=$(BUILD)/obj/%.o))
+LIBCLI   := $(BUILD)/lib/libcli.a
 
 HARNESS_SRC := $(wildcard tests/harness/*.c)
 HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/obj/%.o)
@@ -59,13 +68,20 @@ FLOW_SRC := $(wildcard tests/flow/flow_*.c)
 FLOW_BIN := $(FLOW_SRC:tests/flow/%.c=$(BUILD)/tests/flow/%)
 CLUSTER_SRC := $(wildcard tests/cluster/cluster_*.c)
 CLUSTER_BIN := $(CLUSTER_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
+# Fuzz targets: tests/fuzz/fuzz_<target>.c, seeds in tests/fuzz/corpus/<target>/.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
+FUZZ_TOOLS := $(BUILD)/tests/fuzz/validate_tool
+FUZZ_SECONDS ?= 60
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 ALL_BINS := $(SVC_BINS) $(if $(CLI_SRC),$(CLI_BIN))
-TEST_BINS := $(UNIT_BIN) $(INTEG_BIN) $(TPROG_BIN) $(FLOW_BIN) $(CLUSTER_BIN)
+TEST_BINS := $(UNIT_BIN) $(INTEG_BIN) $(TPROG_BIN) $(FLOW_BIN) $(CLUSTER_BIN) $(FUZZ_REPLAY) \
+             $(FUZZ_TOOLS)
 
-.PHONY: all deps check test test-cluster test-bins lint format demo stop bench clean broker-jars
+.PHONY: all deps check test test-cluster test-bins lint format demo stop bench clean broker-jars fuzz
 all: $(ALL_BINS) $(LIBEV)
 
 deps:
@@ -93,9 +109,33 @@ $(CLI_BIN): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(LIBEV)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The CLI without its main(), for the NDJSON fuzz target.
+$(LIBCLI): $(CLI_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBHARNESS) $(LIBEV)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+# A fuzz target with replay.c's main(): replays a corpus with any compiler.
+$(BUILD)/obj/tests/fuzz/%.o: CPPFLAGS += -Icli
+$(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay.o \
+                            $(LIBCLI) $(LIBEV)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/fuzz/validate_tool: $(BUILD)/obj/tests/fuzz/validate_tool.o $(LIBEV)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The same targets linked with libFuzzer (FUZZ=1 only): build/fuzz/fuzz_<target>.
+ifneq ($(FUZZ),)
+.PHONY: fuzz-bins
+fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(LIBCLI) $(LIBEV)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+endif
 
 # A cluster test: every topic it creates gets the cluster's replication factor
 # (the harness asks for 1; the test wraps rd_kafka_NewTopic_new).
@@ -107,8 +147,8 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBEV)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Unit tests only: no broker needed.
-check: $(UNIT_BIN)
+# Unit tests only (and the fuzz corpora replayed): no broker needed.
+check: $(UNIT_BIN) $(FUZZ_REPLAY)
 	@sh tests/run-unit $(BUILD)
 
 # Everything: unit tests, then runtime, flow and CLI tests against a real broker
@@ -143,6 +183,12 @@ demo: all
 
 stop:
 	@sh demo/stop
+
+# Each fuzz target with libFuzzer for FUZZ_SECONDS, one after the other, on a
+# copy of its corpus (build/fuzz/corpus-<target>); crash files are listed.
+fuzz:
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-bins
+	@sh tests/fuzz/run build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: all $(BENCH_BIN)
 	@sh bench/run $(BUILD)

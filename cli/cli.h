@@ -10,9 +10,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "contract.h"
+#include "envelope.h"
 #include "error.h"
 #include "schema.h"
 
@@ -190,6 +192,36 @@ int cli_reader_open(cli_ctx *ctx, const cli_reader_opts *o, cli_reader **out);
 int cli_reader_next(cli_reader *r, int timeout_ms, rd_kafka_message_t **msg);
 rd_kafka_t *cli_reader_handle(cli_reader *r); /* borrowed */
 void cli_reader_free(cli_reader *r);
+
+/* ---- produce's records and NDJSON input (cli/produce.c) ---- */
+
+typedef struct cli_produce_opts {
+    const char *type, *data, *file, *key, *id, *correlation, *subject, *raw;
+} cli_produce_opts;
+
+typedef struct cli_record {
+    char key[EV_SUBJECT_MAX];
+    char id[EV_ID_MAX];
+    char *value; /* the serialized envelope, owned (free()) */
+    size_t len;
+} cli_record;
+
+/* The record of one data document (--data, --file or an NDJSON line; text is
+ * borrowed, len bytes): a JSON object without duplicate keys, valid against
+ * schemas/<o->type>.json, keyed by o->key or the data's route->key_field, in a
+ * new envelope (o->id, o->correlation, o->subject applied), serialized into
+ * rec. CLI_OK, or CLI_FAIL with the reason in why (cap bytes). */
+int cli_produce_build(cli_ctx *ctx, const cli_produce_opts *o,
+                      const ev_event_route *route, const char *text, size_t len,
+                      cli_record *rec, char *why, size_t cap);
+
+/* Called with each line that is not blank (line borrowed, len bytes with its
+ * newline if it has one; lineno counts from 1, blank lines included). */
+typedef void (*cli_line_fn)(void *arg, const char *line, size_t len, size_t lineno);
+
+/* Reads in to its end as produce reads NDJSON: fn for every line that holds
+ * more than spaces, tabs and line ends. Returns the number of lines read. */
+size_t cli_ndjson_read(FILE *in, cli_line_fn fn, void *arg);
 
 /* ---- output helpers (cli/options.c) ---- */
 

@@ -32,10 +32,6 @@ static const char usage[] =
 
 enum { OPT_ID = CLI_OPT_FIRST_LOCAL, OPT_CORRELATION, OPT_SUBJECT, OPT_RAW };
 
-typedef struct produce_opts {
-    const char *type, *data, *file, *key, *id, *correlation, *subject, *raw;
-} produce_opts;
-
 /* Delivery bookkeeping shared by single and bulk sends. */
 typedef struct delivery {
     cli_ctx *ctx;
@@ -66,7 +62,7 @@ static void on_delivery(void *arg, void *opaque, int err, const char *errstr,
     d->offset = offset;
 }
 
-static int parse_args(cli_ctx *ctx, int argc, char **argv, produce_opts *o)
+static int parse_args(cli_ctx *ctx, int argc, char **argv, cli_produce_opts *o)
 {
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS,
@@ -124,29 +120,45 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, produce_opts *o)
 
 /* ---- building one record ---- */
 
-typedef struct record {
-    char key[EV_SUBJECT_MAX];
-    char id[EV_ID_MAX];
-    char *value;
-    size_t len;
-} record;
-
-static int key_of(const json_t *data, const char *field, char *out, size_t cap)
+/* snprintf of s into out (cap bytes); false when it was cut short. */
+static bool copy_fits(char *out, size_t cap, const char *s)
 {
-    const json_t *v = json_object_get(data, field);
-    if (json_is_string(v))
-        snprintf(out, cap, "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(out, cap, "%lld", (long long)json_integer_value(v));
-    else
-        return -1;
-    return 0;
+    int k = snprintf(out, cap, "%s", s);
+    return k >= 0 && (size_t)k < cap;
+}
+
+/* rec->key: --key, else the data's key field (a string or an integer). Never
+ * cut short: a cut key would partition differently from the data's, and could
+ * end inside a UTF-8 sequence (it is the subject too). */
+static int record_key(const cli_produce_opts *o, const ev_event_route *route,
+                      const json_t *data, cli_record *rec, char *why, size_t cap)
+{
+    const json_t *v = json_object_get(data, route->key_field);
+    char num[32];
+    const char *key = o->key;
+    if (key == NULL && json_is_string(v))
+        key = json_string_value(v);
+    if (key == NULL && json_is_integer(v)) {
+        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+        key = num;
+    }
+    if (key == NULL) {
+        snprintf(why, cap, "data has no key field '%s'; give --key", route->key_field);
+        return CLI_FAIL;
+    }
+    if (!copy_fits(rec->key, sizeof(rec->key), key)) {
+        snprintf(why, cap, "key %s%s is longer than %zu bytes; give a shorter --key",
+                 o->key ? "--key" : "field ", o->key ? "" : route->key_field,
+                 sizeof(rec->key) - 1);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
 }
 
 /* Validates data (borrowed) and serializes its envelope into rec. On failure
  * *why says what is wrong; returns CLI_FAIL. */
-static int build(cli_ctx *ctx, const produce_opts *o, const ev_event_route *route,
-                 json_t *data, record *rec, char *why, size_t cap)
+static int build(cli_ctx *ctx, const cli_produce_opts *o, const ev_event_route *route,
+                 json_t *data, cli_record *rec, char *why, size_t cap)
 {
     ev_error err;
     ev_envelope env = {0};
@@ -155,12 +167,8 @@ static int build(cli_ctx *ctx, const produce_opts *o, const ev_event_route *rout
         snprintf(why, cap, "%s data is invalid at %s", o->type, err.text);
         return CLI_FAIL;
     }
-    if (o->key != NULL)
-        snprintf(rec->key, sizeof(rec->key), "%s", o->key);
-    else if (key_of(data, route->key_field, rec->key, sizeof(rec->key)) != 0) {
-        snprintf(why, cap, "data has no key field '%s'; give --key", route->key_field);
+    if (record_key(o, route, data, rec, why, cap) != CLI_OK)
         return CLI_FAIL;
-    }
     json_incref(data);
     if (ev_envelope_init(&env, o->type, CLI_SOURCE, o->subject ? o->subject : rec->key,
                          data, &err) != 0) {
@@ -197,6 +205,16 @@ static json_t *parse_data(const char *text, size_t len, char *why, size_t cap)
         v = NULL;
     }
     return v;
+}
+
+int cli_produce_build(cli_ctx *ctx, const cli_produce_opts *o,
+                      const ev_event_route *route, const char *text, size_t len,
+                      cli_record *rec, char *why, size_t cap)
+{
+    json_t *data = parse_data(text, len, why, cap);
+    int rc = data != NULL ? build(ctx, o, route, data, rec, why, cap) : CLI_FAIL;
+    json_decref(data);
+    return rc;
 }
 
 static const ev_header ce_header = {"content-type", "application/cloudevents+json"};
@@ -237,7 +255,8 @@ static int report_one(cli_ctx *ctx, const delivery *d, const char *id, const cha
 }
 
 /* Sends one record and waits for its delivery report. */
-static int send_one(cli_ctx *ctx, const char *topic, const record *rec, const char *type)
+static int send_one(cli_ctx *ctx, const char *topic, const cli_record *rec,
+                    const char *type)
 {
     delivery d = {.ctx = ctx};
     ev_producer *p = NULL;
@@ -260,28 +279,26 @@ cleanup:
     return rc;
 }
 
-static int produce_single(cli_ctx *ctx, const produce_opts *o,
+static int produce_single(cli_ctx *ctx, const cli_produce_opts *o,
                           const ev_event_route *route)
 {
     char why[400];
     char *text = NULL;
     size_t len = 0;
-    record rec = {0};
-    json_t *data = NULL;
+    cli_record rec = {0};
     int rc = CLI_FAIL;
     if (o->data != NULL) {
         len = strlen(o->data);
     } else if (cli_read_file(ctx, o->file, &text, &len) != CLI_OK) {
         return CLI_FAIL;
     }
-    data = parse_data(o->data ? o->data : text, len, why, sizeof(why));
-    if (data == NULL || build(ctx, o, route, data, &rec, why, sizeof(why)) != CLI_OK) {
+    if (cli_produce_build(ctx, o, route, o->data ? o->data : text, len, &rec, why,
+                          sizeof(why)) != CLI_OK) {
         cli_fail(ctx, "%s; nothing sent", why);
         goto cleanup;
     }
     rc = send_one(ctx, route->topic, &rec, o->type);
 cleanup:
-    json_decref(data);
     free(rec.value);
     free(text);
     return rc;
@@ -289,55 +306,66 @@ cleanup:
 
 /* ---- bulk NDJSON ---- */
 
+size_t cli_ndjson_read(FILE *in, cli_line_fn fn, void *arg)
+{
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)n)
+            continue;
+        fn(arg, line, (size_t)n, lineno);
+    }
+    free(line);
+    return lineno;
+}
+
 typedef struct bulk {
+    cli_ctx *ctx;
+    const cli_produce_opts *o;
+    const ev_event_route *route;
+    ev_producer *p;
+    const char *topic;
     size_t lines, sent, invalid;
 } bulk;
 
-/* One NDJSON line: validated, built and queued, or counted invalid with the
- * first few reasons printed. */
-static void bulk_line(cli_ctx *ctx, const produce_opts *o, const ev_event_route *route,
-                      ev_producer *p, const char *topic, const char *line, size_t len,
-                      bulk *b)
+/* One NDJSON line (a cli_line_fn): validated, built and queued, or counted
+ * invalid with the first few reasons printed. */
+static void bulk_line(void *arg, const char *line, size_t len, size_t lineno)
 {
+    bulk *b = arg;
     char why[400] = "";
-    record rec = {0};
+    cli_record rec = {0};
     ev_error err;
-    json_t *data = parse_data(line, len, why, sizeof(why));
-    if (data != NULL && build(ctx, o, route, data, &rec, why, sizeof(why)) == CLI_OK) {
-        if (ev_producer_send(p, topic, -1, rec.key, rec.value, rec.len, &ce_header, 1,
-                             NULL, &err) == 0)
+    b->lines = lineno;
+    if (cli_produce_build(b->ctx, b->o, b->route, line, len, &rec, why, sizeof(why)) ==
+        CLI_OK) {
+        if (ev_producer_send(b->p, b->topic, -1, rec.key, rec.value, rec.len, &ce_header,
+                             1, NULL, &err) == 0)
             b->sent++;
         else
             snprintf(why, sizeof(why), "send: %s", err.text);
     }
     if (why[0] != '\0' && b->invalid++ < 10)
-        fprintf(stderr, "%s: line %zu: %s; not sent\n", ctx->name, b->lines, why);
-    json_decref(data);
+        fprintf(stderr, "%s: line %zu: %s; not sent\n", b->ctx->name, b->lines, why);
     free(rec.value);
+    ev_producer_poll(b->p, 0);
 }
 
-static int produce_bulk(cli_ctx *ctx, const produce_opts *o, const ev_event_route *route)
+static int produce_bulk(cli_ctx *ctx, const cli_produce_opts *o,
+                        const ev_event_route *route)
 {
     delivery d = {.ctx = ctx};
     ev_producer *p = NULL;
     ev_error err;
     char topic[CLI_TOPIC_MAX];
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    bulk b = {0};
     if (open_producer(ctx, &d, &p) != CLI_OK)
         return CLI_FAIL;
     cli_topic(ctx, route->topic, topic);
+    bulk b = {ctx, o, route, p, topic, 0, 0, 0};
     int64_t t0 = ev_mono_ms();
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
-        b.lines++;
-        if (strspn(line, " \t\r\n") == (size_t)n)
-            continue;
-        bulk_line(ctx, o, route, p, topic, line, (size_t)n, &b);
-        ev_producer_poll(p, 0);
-    }
-    free(line);
+    b.lines = cli_ndjson_read(stdin, bulk_line, &b);
     if (ev_producer_flush(p, 60000, &err) != 0)
         cli_fail(ctx, "flush: %s", err.text);
     double secs = (double)(ev_mono_ms() - t0) / 1000.0;
@@ -360,9 +388,9 @@ static int produce_bulk(cli_ctx *ctx, const produce_opts *o, const ev_event_rout
 
 /* ---- raw ---- */
 
-static int produce_raw(cli_ctx *ctx, const produce_opts *o)
+static int produce_raw(cli_ctx *ctx, const cli_produce_opts *o)
 {
-    record rec = {0};
+    cli_record rec = {0};
     int rc;
     if (o->data != NULL) {
         rec.value = strdup(o->data);
@@ -380,7 +408,7 @@ static int produce_raw(cli_ctx *ctx, const produce_opts *o)
 
 int cli_produce(cli_ctx *ctx, int argc, char **argv)
 {
-    produce_opts o = {0};
+    cli_produce_opts o = {0};
     ctx->usage = usage;
     int rc = parse_args(ctx, argc, argv, &o);
     if (rc != CLI_CONTINUE)

@@ -1095,19 +1095,12 @@ bool ev_envelope_peek_type(const void *buf, size_t len, char type[EV_TYPE_MAX])
     }
 }
 
-static int parse_impl(ev_envelope *out, const void *buf, size_t len, const ev_limits *lim,
-                      bool build, ev_error *err)
+/* The reference path, for every record the fast path gives up on: prescan,
+ * then jansson builds the whole record and the attributes are read from it.
+ * Words the exact error; out is zeroed on error. */
+static int jansson_parse(ev_envelope *out, const void *buf, size_t len, int max_depth,
+                         bool build, ev_error *err)
 {
-    if (out == NULL || (buf == NULL && len > 0))
-        return ev_error_set(err, EV_EINVAL, "envelope parse: null argument");
-    memset(out, 0, sizeof(*out));
-    size_t max_record = lim && lim->max_record ? lim->max_record : 65536;
-    int max_depth = lim && lim->max_depth > 0 ? lim->max_depth : 32;
-    if (len > max_record)
-        return ev_error_set(err, EV_ETOOBIG, "record of %zu bytes over the %zu limit",
-                            len, max_record);
-    if (fast_parse(out, buf, len, max_depth, build))
-        return 0;
     int rc = prescan(buf, len, max_depth, err);
     if (rc != 0)
         return rc;
@@ -1131,6 +1124,22 @@ cleanup:
     if (rc != 0)
         memset(out, 0, sizeof(*out));
     return rc;
+}
+
+static int parse_impl(ev_envelope *out, const void *buf, size_t len, const ev_limits *lim,
+                      bool build, ev_error *err)
+{
+    if (out == NULL || (buf == NULL && len > 0))
+        return ev_error_set(err, EV_EINVAL, "envelope parse: null argument");
+    memset(out, 0, sizeof(*out));
+    size_t max_record = lim && lim->max_record ? lim->max_record : 65536;
+    int max_depth = lim && lim->max_depth > 0 ? lim->max_depth : 32;
+    if (len > max_record)
+        return ev_error_set(err, EV_ETOOBIG, "record of %zu bytes over the %zu limit",
+                            len, max_record);
+    if (fast_parse(out, buf, len, max_depth, build))
+        return 0;
+    return jansson_parse(out, buf, len, max_depth, build, err);
 }
 
 int ev_envelope_parse(ev_envelope *out, const void *buf, size_t len, const ev_limits *lim,

@@ -782,46 +782,182 @@ static size_t quantifier_len(const char *s)
     return s[i] == '}' ? i + 1 : 0;
 }
 
+/* One atom (or anchor) at s into o; returns the input after it, NULL
+ * if unsupported. */
+static const char *re_atom(const char *s, sbuf *o)
+{
+    switch (*s) {
+    case '\\':
+        return re_escape(s + 1, o);
+    case '[':
+        return re_class(s + 1, o);
+    case '{':
+        sb_puts(o, "\\{");
+        return s + 1;
+    case '}':
+        sb_puts(o, "\\}");
+        return s + 1;
+    case '.':
+        sb_puts(o, "[^\n\r]");
+        return s + 1;
+    default:
+        sb_putc(o, *s);
+        return s + 1;
+    }
+}
+
+/* What regcomp makes of a quantifier (at s: {n} {n,} {n,m} * + ?): copies of
+ * the atom (one per repetition; *, + and ? counted as 2), whether the result
+ * matches empty, whether it loops (repeats more than once). */
+typedef struct re_quant {
+    double copies;
+    bool min0, loops;
+} re_quant;
+
+static re_quant quantifier_of(const char *s)
+{
+    if (*s != '{')
+        return (re_quant){2, *s != '+', *s != '?'};
+    char *end;
+    double lo = strtod(s + 1, &end), hi = lo;
+    bool open = end[0] == ',' && !isdigit((unsigned char)end[1]);
+    if (end[0] == ',')
+        hi = open ? lo + 1 : strtod(end + 1, NULL);
+    return (re_quant){hi > 1 ? hi : 1, lo == 0, hi > 1 || open};
+}
+
+/* regcomp's work, estimated while translating; over a limit the pattern is
+ * refused (unsupported) rather than left to take minutes and gigabytes. It
+ * copies a repeated atom once per repetition: nested counted repetitions
+ * ((a{1000}){1000}){1000} make RE_MAX_NODES nodes. Its memory grows with the
+ * square of the nodes that can match empty ((a?){5000}: 400 MB), and its time
+ * doubles with each loop over what can match empty ((a*)* or (a?)+: twenty
+ * take a second). */
+#define RE_MAX_NODES 100000.0
+#define RE_MAX_EMPTY 4000.0
+#define RE_MAX_LOOPS 16.0
+#define RE_MAX_NEST 64
+
+typedef struct re_size {
+    double nodes, empty, loops; /* nodes, nodes that can match empty, loops over such */
+} re_size;
+
+typedef struct re_frame { /* one open group */
+    re_size all, last; /* the group so far; its last atom (what a quantifier repeats) */
+    bool alt_empty;    /* an earlier alternative matches empty */
+    bool seq_empty;    /* this alternative before the last atom does */
+    bool last_empty;   /* the last atom does */
+} re_frame;
+
+typedef struct re_cost {
+    re_frame f[RE_MAX_NEST + 1];
+    int depth;
+} re_cost;
+
+static const re_frame frame_start = {.seq_empty = true, .last_empty = true};
+
+static bool cost_ok(re_size s)
+{
+    return s.nodes <= RE_MAX_NODES && s.empty <= RE_MAX_EMPTY && s.loops <= RE_MAX_LOOPS;
+}
+
+/* Makes the last atom of f a, which matches empty or not. */
+static bool cost_set_last(re_frame *f, re_size a, bool empty)
+{
+    if (empty)
+        a.empty = a.nodes;
+    f->all.nodes += a.nodes - f->last.nodes;
+    f->all.empty += a.empty - f->last.empty;
+    f->all.loops += a.loops - f->last.loops;
+    f->last = a;
+    f->last_empty = empty;
+    return cost_ok(f->all);
+}
+
+static bool cost_atom(re_cost *c, re_size a, bool empty)
+{
+    re_frame *f = &c->f[c->depth];
+    f->seq_empty = f->seq_empty && f->last_empty;
+    f->last = (re_size){0, 0, 0};
+    return cost_set_last(f, a, empty);
+}
+
+static bool cost_repeat(re_cost *c, re_quant q)
+{
+    re_frame *f = &c->f[c->depth];
+    re_size a = {f->last.nodes * q.copies, f->last.empty * q.copies,
+                 f->last.loops * q.copies + (f->last_empty && q.loops ? 1 : 0)};
+    return cost_set_last(f, a, f->last_empty || q.min0);
+}
+
+/* '(' opens a group, ')' closes one into an atom, '|' starts an alternative. */
+static bool cost_group(re_cost *c, char ch)
+{
+    re_frame *f = &c->f[c->depth];
+    bool empty = f->alt_empty || (f->seq_empty && f->last_empty);
+    if (ch == '(') {
+        if (c->depth == RE_MAX_NEST)
+            return false;
+        c->f[++c->depth] = frame_start;
+        return true;
+    }
+    if (ch == '|') {
+        re_size all = {f->all.nodes + 1, f->all.empty, f->all.loops};
+        *f = frame_start;
+        f->all = all;
+        f->alt_empty = empty;
+        return cost_ok(all);
+    }
+    if (c->depth == 0) /* unbalanced: regcomp says so */
+        return cost_atom(c, (re_size){1, 0, 0}, false);
+    c->depth--;
+    return cost_atom(c, (re_size){f->all.nodes + 2, f->all.empty, f->all.loops}, empty);
+}
+
+/* True when the atom at s matches the empty string: anchors, \b, \B and
+ * back-references (which may). */
+static bool atom_empty(const char *s)
+{
+    return *s == '^' || *s == '$' ||
+           (*s == '\\' && s[1] != '\0' && strchr("bB123456789", s[1]));
+}
+
 /* Translates an ECMA 262 pattern to POSIX ERE: \d \w \s (and negations),
  * escapes, classes, (?:), lazy quantifiers (same match/no-match answer).
- * Lookaround and other constructs without an ERE form fail with -1. */
+ * Lookaround, a quantifier of a quantifier (a** is not ECMA) and other
+ * constructs without an ERE form fail with -1, as do patterns too big. */
 static int re_translate(const char *s, sbuf *o)
 {
-    bool after_quant = false;
-    while (s != NULL && *s != '\0') {
+    re_cost cost = {.f[0] = frame_start};
+    bool ok = true, after_quant = false, lazy_ok = false;
+    while (ok && s != NULL && *s != '\0') {
         char ch = *s;
-        bool quant = false;
-        if (after_quant && ch == '?') {
-            s++;
-        } else if (ch == '\\') {
-            s = re_escape(s + 1, o);
-        } else if (ch == '[') {
-            s = re_class(s + 1, o);
-        } else if (ch == '(' && s[1] == '?') {
-            if (s[2] != ':')
+        size_t qn = ch == '{' ? quantifier_len(s) : 0;
+        bool quant = ch == '*' || ch == '+' || ch == '?' || qn > 0;
+        if (quant && after_quant) {
+            if (ch != '?' || !lazy_ok)
                 return -1;
-            sb_putc(o, '(');
-            s += 3;
-        } else if (ch == '*' || ch == '+' || ch == '?') {
-            sb_putc(o, *s++);
-            quant = true;
-        } else if (ch == '{') {
-            size_t qn = quantifier_len(s);
-            sb_putn(o, qn ? s : "\\{", qn ? qn : 2);
-            s += qn ? qn : 1;
-            quant = qn > 0;
-        } else if (ch == '}') {
-            sb_puts(o, "\\}");
+            lazy_ok = false;
             s++;
-        } else if (ch == '.') {
-            sb_puts(o, "[^\n\r]");
-            s++;
-        } else {
-            sb_putc(o, *s++);
+            continue;
         }
-        after_quant = quant;
+        if (quant) {
+            ok = cost_repeat(&cost, quantifier_of(s));
+            sb_putn(o, s, qn ? qn : 1);
+            s += qn ? qn : 1;
+        } else if (ch == '(' || ch == ')' || ch == '|') {
+            if (ch == '(' && s[1] == '?' && s[2] != ':')
+                return -1;
+            ok = cost_group(&cost, ch);
+            sb_putc(o, ch);
+            s += ch == '(' && s[1] == '?' ? 3 : 1;
+        } else {
+            ok = cost_atom(&cost, (re_size){1, 0, 0}, atom_empty(s));
+            s = re_atom(s, o);
+        }
+        after_quant = lazy_ok = quant;
     }
-    return s == NULL || o->oom ? -1 : 0;
+    return !ok || s == NULL || o->oom ? -1 : 0;
 }
 
 /* Compiles an ECMA pattern into re; false when unsupported. */
@@ -1206,21 +1342,34 @@ static bool digits(const char *s, size_t n)
     return true;
 }
 
-/* RFC 3339 full-date "YYYY-MM-DD". */
+/* The value of n decimal digits (checked by the caller). */
+static int dec(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* RFC 3339 full-date "YYYY-MM-DD", the day within its month (section 5.7). */
 static bool is_date(const char *s, size_t n)
 {
+    static const unsigned char mdays[12] = {31, 29, 31, 30, 31, 30,
+                                            31, 31, 30, 31, 30, 31};
     if (n != 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4) || !digits(s + 5, 2) ||
         !digits(s + 8, 2))
         return false;
-    int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
-    return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+    int y = dec(s, 4), m = dec(s + 5, 2), d = dec(s + 8, 2);
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m >= 1 && m <= 12 && d >= 1 && d <= mdays[m - 1] && (m != 2 || d < 29 || leap);
 }
 
-/* RFC 3339 full-time "HH:MM:SS[.frac](Z|+HH:MM|-HH:MM)". */
+/* RFC 3339 full-time "HH:MM:SS[.frac](Z|+HH:MM|-HH:MM)": hours to 23, minutes
+ * to 59, seconds to 60 (a leap second), offsets to 23:59. */
 static bool is_time(const char *s, size_t n)
 {
     if (n < 9 || s[2] != ':' || s[5] != ':' || !digits(s, 2) || !digits(s + 3, 2) ||
-        !digits(s + 6, 2))
+        !digits(s + 6, 2) || dec(s, 2) > 23 || dec(s + 3, 2) > 59 || dec(s + 6, 2) > 60)
         return false;
     size_t i = 8;
     if (s[i] == '.') {
@@ -1233,7 +1382,8 @@ static bool is_time(const char *s, size_t n)
     if (i + 1 == n && (s[i] == 'Z' || s[i] == 'z'))
         return true;
     return i + 6 == n && (s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2) &&
-           s[i + 3] == ':' && digits(s + i + 4, 2);
+           s[i + 3] == ':' && digits(s + i + 4, 2) && dec(s + i + 1, 2) <= 23 &&
+           dec(s + i + 4, 2) <= 59;
 }
 
 static bool is_date_time(const char *s, size_t n)
