@@ -197,13 +197,16 @@ void cli_reader_free(cli_reader *r);
 
 typedef struct cli_produce_opts {
     const char *type, *data, *file, *key, *id, *correlation, *subject, *raw;
+    bool binary; /* CloudEvents binary mode: ce_* headers, the data as the value */
 } cli_produce_opts;
 
 typedef struct cli_record {
     char key[EV_SUBJECT_MAX];
     char id[EV_ID_MAX];
-    char *value; /* the serialized envelope, owned (free()) */
+    char *value; /* the serialized envelope (binary: the data), owned (free()) */
     size_t len;
+    ev_envelope head; /* the envelope's attributes (data NULL): binary headers */
+    bool binary;
 } cli_record;
 
 /* The record of one data document (--data, --file or an NDJSON line; text is

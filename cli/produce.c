@@ -7,7 +7,10 @@
 
 #include "bus.h"
 #include "cli.h"
+#include "binding.h"
 #include "envelope.h"
+
+#define CLI_MAX_HEADERS 12
 
 static const char usage[] =
     "usage: choreo produce TYPE [--data JSON | -f FILE] [options]\n"
@@ -27,10 +30,12 @@ static const char usage[] =
     "      --id ID            event id (default: a new UUIDv4)\n"
     "      --correlation ID   correlation id (default: the event's own id)\n"
     "      --subject S        subject (default: the key)\n"
+    "      --binary           CloudEvents binary mode: attributes in ce_* headers,\n"
+    "                         the data as the value (default: structured mode)\n"
     "      --raw TOPIC        send the bytes of --data or stdin as they "
     "are\n" CLI_COMMON_HELP;
 
-enum { OPT_ID = CLI_OPT_FIRST_LOCAL, OPT_CORRELATION, OPT_SUBJECT, OPT_RAW };
+enum { OPT_ID = CLI_OPT_FIRST_LOCAL, OPT_CORRELATION, OPT_SUBJECT, OPT_RAW, OPT_BINARY };
 
 /* Delivery bookkeeping shared by single and bulk sends. */
 typedef struct delivery {
@@ -73,6 +78,7 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, cli_produce_opts *o)
         {"correlation", required_argument, NULL, OPT_CORRELATION},
         {"subject", required_argument, NULL, OPT_SUBJECT},
         {"raw", required_argument, NULL, OPT_RAW},
+        {"binary", no_argument, NULL, OPT_BINARY},
         {NULL, 0, NULL, 0},
     };
     int c, r;
@@ -99,6 +105,9 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, cli_produce_opts *o)
         case OPT_RAW:
             o->raw = optarg;
             break;
+        case OPT_BINARY:
+            o->binary = true;
+            break;
         default:
             r = cli_common_opt(ctx, c, optarg);
             if (r != CLI_CONTINUE)
@@ -111,7 +120,7 @@ static int parse_args(cli_ctx *ctx, int argc, char **argv, cli_produce_opts *o)
         return cli_usage_error(ctx, "--raw TOPIC takes no TYPE");
     if (o->data != NULL && o->file != NULL)
         return cli_usage_error(ctx, "--data and --file exclude each other");
-    if (o->raw != NULL && (o->file || o->id || o->correlation || o->subject))
+    if (o->raw != NULL && (o->file || o->id || o->correlation || o->subject || o->binary))
         return cli_usage_error(ctx,
                                "--raw sends bytes as given: only --data and --key apply");
     o->type = o->raw ? NULL : argv[optind];
@@ -182,7 +191,17 @@ static int build(cli_ctx *ctx, const cli_produce_opts *o, const ev_event_route *
     if (o->correlation != NULL)
         snprintf(env.correlationid, sizeof(env.correlationid), "%s", o->correlation);
     snprintf(rec->id, sizeof(rec->id), "%s", env.id);
-    if (ev_envelope_serialize(&env, NULL, &rec->value, &rec->len, &err) != 0) {
+    if (o->binary) {
+        rec->head = env;
+        rec->head.data = NULL;
+        rec->binary = true;
+        rec->value = json_dumps(env.data, JSON_COMPACT);
+        rec->len = rec->value ? strlen(rec->value) : 0;
+        if (rec->value == NULL) {
+            snprintf(why, cap, "out of memory");
+            goto cleanup;
+        }
+    } else if (ev_envelope_serialize(&env, NULL, &rec->value, &rec->len, &err) != 0) {
         snprintf(why, cap, "%s", err.text);
         goto cleanup;
     }
@@ -218,6 +237,15 @@ int cli_produce_build(cli_ctx *ctx, const cli_produce_opts *o,
 }
 
 static const ev_header ce_header = {"content-type", "application/cloudevents+json"};
+
+/* The record's headers: content-type for structured mode, ce_* for binary. */
+static size_t record_headers(const cli_record *rec, ev_header *out, size_t cap)
+{
+    if (rec->binary)
+        return ev_binding_headers(&rec->head, out, cap);
+    out[0] = ce_header;
+    return 1;
+}
 
 static int open_producer(cli_ctx *ctx, delivery *d, ev_producer **p)
 {
@@ -266,8 +294,10 @@ static int send_one(cli_ctx *ctx, const char *topic, const cli_record *rec,
     if (rc != CLI_OK)
         return rc;
     cli_topic(ctx, topic, full);
+    ev_header hdrs[CLI_MAX_HEADERS];
+    size_t nh = type ? record_headers(rec, hdrs, CLI_MAX_HEADERS) : 0;
     if (ev_producer_send(p, full, -1, rec->key[0] ? rec->key : NULL, rec->value, rec->len,
-                         type ? &ce_header : NULL, type ? 1 : 0, NULL, &err) != 0) {
+                         nh ? hdrs : NULL, nh, NULL, &err) != 0) {
         rc = cli_fail(ctx, "send to %s: %s", full, err.text);
         goto cleanup;
     }
@@ -341,8 +371,10 @@ static void bulk_line(void *arg, const char *line, size_t len, size_t lineno)
     b->lines = lineno;
     if (cli_produce_build(b->ctx, b->o, b->route, line, len, &rec, why, sizeof(why)) ==
         CLI_OK) {
-        if (ev_producer_send(b->p, b->topic, -1, rec.key, rec.value, rec.len, &ce_header,
-                             1, NULL, &err) == 0)
+        ev_header hdrs[CLI_MAX_HEADERS];
+        size_t nh = record_headers(&rec, hdrs, CLI_MAX_HEADERS);
+        if (ev_producer_send(b->p, b->topic, -1, rec.key, rec.value, rec.len, hdrs, nh,
+                             NULL, &err) == 0)
             b->sent++;
         else
             snprintf(why, sizeof(why), "send: %s", err.text);

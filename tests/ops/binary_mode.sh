@@ -78,3 +78,14 @@ run 0 "$CHOREO" tail orders --from-beginning --key o1 --until order.placed --tim
 has "$TMP/out" '"contentmode":"binary"'
 has "$TMP/out" "\"id\":\"$OID\""
 ok "choreo tail shows the binary record as an envelope"
+
+run 0 "$CHOREO" produce stock.added --binary --data '{"sku":"sku-2","qty":7}'
+wait_in inventory 'ce_type=stock.added' 10 || fail "no binary record from choreo produce --binary"
+grep -F 'sku-2' "$TMP/read.txt" | grep -qF 'ce_specversion=1.0' ||
+    fail "choreo produce --binary did not send ce_* headers: $(grep -F sku-2 "$TMP/read.txt")"
+deadline=$(($(date +%s) + 20))
+until CHOREO_DATA_DIR="$TMP/inventory" "$BUILD/bin/inventory" --dump 2>/dev/null | grep -q '"sku-2"'; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "stock from choreo produce --binary not applied in 20 s"
+    sleep 0.2
+done
+ok "choreo produce --binary sends binary mode, and the services apply it"
