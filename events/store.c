@@ -275,27 +275,6 @@ int ev_store_query_text(ev_stmt *st, char *buf, size_t cap, bool *found, ev_erro
     return 0;
 }
 
-/* One statement by text with fmt parameters, stepped to its end. */
-static int run(ev_store *s, ev_error *err, const char *sql, const char *fmt, ...)
-{
-    ev_stmt *st = ev_store_stmt(s, sql, err);
-    if (st == NULL)
-        return err->code;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = 0, i = 0;
-    for (; fmt[i] != '\0' && rc == 0; i++) {
-        if (fmt[i] == 's')
-            rc = ev_stmt_bind_text(st, i + 1, va_arg(ap, const char *));
-        else
-            rc = ev_stmt_bind_int(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    if (rc != 0)
-        return bind_fail(st, rc, i, err);
-    return ev_store_exec(st, err);
-}
-
 /* ---- transactions ---- */
 
 static int tx(ev_store *s, int verb, const char *what, ev_error *err)
@@ -418,8 +397,11 @@ static int apply_one(ev_store *s, const void *arg, ev_error *err)
     const char *sql = m->pg_sql != NULL && s->be == &ev_store_pg ? m->pg_sql : m->sql;
     ret = s->be->script(s, sql, what, err);
     if (ret == 0)
-        ret = run(s, err, "INSERT INTO ev_migrations(version, applied_at) VALUES(?1, ?2)",
-                  "ii", (int64_t)m->version, ev_store_wall_ms());
+        ret = ev_store_exec(ev_store_bind(s, err,
+                                          "INSERT INTO ev_migrations(version, applied_at)"
+                                          " VALUES(?1, ?2)",
+                                          "ii", (int64_t)m->version, ev_store_wall_ms()),
+                            err);
     return ret;
 }
 
