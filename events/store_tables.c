@@ -8,18 +8,15 @@
 #include "store.h"
 #include "store_backend.h"
 
-/* One statement of the runtime, with bound parameters, stepped to its end. */
-static int exec_fmt(ev_store *s, const char *what, ev_error *err, ev_stmt *st)
+/* ev_store_exec; a failed step (not a failed bind: st NULL) names what in err. */
+static int exec_as(const char *what, ev_error *err, ev_stmt *st)
 {
-    if (st == NULL)
-        return err->code ? err->code : EV_ESTORE;
     int rc = ev_store_exec(st, err);
-    if (rc != 0 && err != NULL && strncmp(err->text, "store: ", 7) == 0) {
+    if (rc != 0 && st != NULL && err != NULL && strncmp(err->text, "store: ", 7) == 0) {
         char text[EV_ERROR_TEXT];
         snprintf(text, sizeof(text), "%s", err->text + 7);
         ev_error_set(err, rc, "store: %s: %s", what, text);
     }
-    (void)s;
     return rc;
 }
 
@@ -47,8 +44,8 @@ int ev_store_inbox_add(ev_store *s, const char *event_id, int64_t now_ms, ev_err
 {
     if (s == NULL || event_id == NULL || event_id[0] == '\0')
         return ev_error_set(err, EV_EINVAL, "store: inbox add: empty event id");
-    return exec_fmt(
-        s, "inbox add", err,
+    return exec_as(
+        "inbox add", err,
         ev_store_bind(s, err, s->be->sql[EV_SQL_INBOX_ADD], "si", event_id, now_ms));
 }
 
@@ -59,7 +56,7 @@ int ev_store_inbox_claim(ev_store *s, const char *event_id, int64_t now_ms, bool
         return ev_error_set(err, EV_EINVAL, "store: inbox claim: empty event id");
     ev_stmt *st =
         ev_store_bind(s, err, s->be->sql[EV_SQL_INBOX_ADD], "si", event_id, now_ms);
-    int rc = exec_fmt(s, "inbox claim", err, st);
+    int rc = exec_as("inbox claim", err, st);
     *fresh = rc == 0 && ev_stmt_changes(st) == 1;
     return rc;
 }
@@ -71,7 +68,7 @@ int ev_store_inbox_prune_n(ev_store *s, int64_t older_than_ms, int64_t *removed,
         return ev_error_set(err, EV_EINVAL, "store: inbox prune: NULL store");
     ev_stmt *st =
         ev_store_bind(s, err, "DELETE FROM inbox WHERE seen_at < ?1", "i", older_than_ms);
-    int ret = exec_fmt(s, "inbox prune", err, st);
+    int ret = exec_as("inbox prune", err, st);
     if (ret == 0 && removed != NULL)
         *removed = ev_stmt_changes(st);
     return ret;
@@ -156,8 +153,8 @@ int ev_store_outbox_delete(ev_store *s, int64_t id, ev_error *err)
 {
     if (s == NULL)
         return ev_error_set(err, EV_EINVAL, "store: outbox delete: NULL store");
-    return exec_fmt(s, "outbox delete", err,
-                    ev_store_bind(s, err, "DELETE FROM outbox WHERE id = ?1", "i", id));
+    return exec_as("outbox delete", err,
+                   ev_store_bind(s, err, "DELETE FROM outbox WHERE id = ?1", "i", id));
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -178,10 +175,10 @@ int ev_store_outbox_delete_ids(ev_store *s, int64_t *ids, size_t n, ev_error *er
         size_t j = i;
         while (j + 1 < n && (ids[j + 1] == ids[j] || ids[j + 1] == ids[j] + 1))
             j++;
-        rc = exec_fmt(s, "outbox delete", err,
-                      ev_store_bind(s, err,
-                                    "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2", "ii",
-                                    ids[i], ids[j]));
+        rc =
+            exec_as("outbox delete", err,
+                    ev_store_bind(s, err, "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2",
+                                  "ii", ids[i], ids[j]));
         i = j + 1;
     }
     return rc;
@@ -250,8 +247,8 @@ int ev_store_offset_set(ev_store *s, const char *topic, int32_t partition, int64
 {
     if (s == NULL || topic == NULL || topic[0] == '\0')
         return ev_error_set(err, EV_EINVAL, "store: offset set: topic required");
-    return exec_fmt(
-        s, "offset set", err,
+    return exec_as(
+        "offset set", err,
         ev_store_bind(
             s, err,
             "INSERT INTO offsets(topic, partition, next_offset) VALUES(?1, ?2, ?3)"
@@ -276,8 +273,8 @@ int ev_store_timer_set(ev_store *s, const ev_timer *t, ev_error *err)
         !fits(t->correlationid, sizeof(t->correlationid), false) ||
         !fits(t->causationid, sizeof(t->causationid), false))
         return ev_error_set(err, EV_EINVAL, "store: timer set: key and kind required");
-    return exec_fmt(
-        s, "timer set", err,
+    return exec_as(
+        "timer set", err,
         ev_store_bind(s, err,
                       "INSERT INTO timers(key, kind, due_at, correlationid, causationid)"
                       " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(key, kind) DO UPDATE SET"
@@ -291,10 +288,10 @@ int ev_store_timer_delete(ev_store *s, const char *key, const char *kind, ev_err
 {
     if (s == NULL || key == NULL || kind == NULL)
         return ev_error_set(err, EV_EINVAL, "store: timer delete: NULL argument");
-    return exec_fmt(s, "timer delete", err,
-                    ev_store_bind(s, err,
-                                  "DELETE FROM timers WHERE key = ?1 AND kind = ?2", "ss",
-                                  key, kind));
+    return exec_as("timer delete", err,
+                   ev_store_bind(s, err,
+                                 "DELETE FROM timers WHERE key = ?1 AND kind = ?2", "ss",
+                                 key, kind));
 }
 
 static int copy_col(char *dst, size_t cap, ev_stmt *st, int col)
