@@ -30,6 +30,7 @@ struct ev_consumer {
     void *start_arg;
     int n_assigned;
     bool closed;
+    bool ever_assigned; /* a rebalance gave it an assignment (maybe empty) */
 };
 
 typedef struct prop {
@@ -432,6 +433,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     ev_consumer *c = opaque;
     bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        c->ever_assigned = true;
         set_start_offsets(c, parts);
         if (coop)
             log_assign_error("incremental assign failed",
@@ -646,10 +648,35 @@ int ev_consumer_close(ev_consumer *c, ev_error *err)
     return 0;
 }
 
+/* librdkafka before 2.3 aborts destroying a cooperative-sticky consumer that
+ * joined its group but never received an assignment (its assignor state is
+ * still NULL: confluentinc/librdkafka#4312). Such a handle, closed already
+ * (it left the group), is left to the process exit instead; kept reachable. */
+static rd_kafka_t *abandoned[4];
+
+static bool abandon(ev_consumer *c)
+{
+    if (c->ever_assigned || rd_kafka_version() >= 0x020300ff)
+        return false;
+    for (size_t i = 0; i < sizeof(abandoned) / sizeof(abandoned[0]); i++) {
+        if (abandoned[i] == NULL) {
+            abandoned[i] = c->rk;
+            ev_log(EV_LOG_DEBUG, "consumer never assigned: handle left to exit",
+                   "client=%s", rd_kafka_name(c->rk));
+            return true;
+        }
+    }
+    return false;
+}
+
 void ev_consumer_free(ev_consumer *c)
 {
     if (c == NULL)
         return;
+    if (abandon(c)) {
+        free(c);
+        return;
+    }
     if (c->closed)
         rd_kafka_destroy(c->rk);
     else

@@ -251,7 +251,9 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, size_t in
         goto advance;
     }
     if (!rt->careful) {
-        f.set = true;
+        /* a pipelined statement of an earlier record may be what failed: then
+         * the careful run decides this record again */
+        f.set = !ev_store_deferred_failed(rt->store);
         f.index = index;
         f.res = res;
         rt->fail = f;
@@ -357,11 +359,24 @@ static void snap_restore(ev_runtime *rt, const ev_runtime_stats *st, size_t n_pa
     rt->n_mq = 0;
 }
 
+/* The optimistic attempt is pipelined (PostgreSQL: a round trip per read, not
+ * per statement); a failure it cannot pin on one record runs the batch again,
+ * carefully: one statement at a time, a savepoint per record. */
 static int attempt(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, int64_t now,
                    bool prune, bool timers, ev_error *err)
 {
-    int rc = ev_store_begin(rt->store, err);
-    return rc != 0 ? rc : batch_body(rt, msgs, n, now, prune, timers, err);
+    int rc = rt->careful ? ev_store_begin(rt->store, err)
+                         : ev_store_begin_pipelined(rt->store, err);
+    if (rc == 0)
+        rc = batch_body(rt, msgs, n, now, prune, timers, err);
+    if (rc == 0)
+        rc = ev_store_flush(rt->store, err);
+    if (rc != 0 && rc != FAST_ABORT && !rt->careful && !ev_store_conflict(rt->store) &&
+        ev_store_deferred_failed(rt->store)) {
+        rt->fail.set = false;
+        return FAST_ABORT;
+    }
+    return rc;
 }
 
 /* The state a batch started from, to undo it without the database's help. */
@@ -386,6 +401,8 @@ static int call_before_commit(ev_runtime *rt, const batch_start *bs, int64_t now
         rc = ctx.failed;
         *why = ctx.fail_err;
     }
+    if (rc == 0)
+        rc = ev_store_flush(rt->store, why); /* its pipelined writes */
     if (rc != 0 && why->text[0] == '\0')
         ev_error_set(why, rc, "before commit failed: %s", ev_error_name(rc));
     if (rc == 0)
@@ -488,7 +505,7 @@ int ev_rt_run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool pr
     rt->careful = false;
     ev_error why = {0};
     if (rc == 0 && call_before_commit(rt, &bs, now, &why) != 0)
-        return batch_retry(rt, msgs, n, &bs, false, &why, err);
+        return batch_retry(rt, msgs, n, &bs, ev_store_conflict(rt->store), &why, err);
     int64_t c0 = ev_metrics_now_us();
     if (rc == 0)
         rc = ev_store_commit(rt->store, err);

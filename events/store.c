@@ -186,7 +186,13 @@ const void *ev_stmt_blob(ev_stmt *st, int col, size_t *len)
 
 int64_t ev_stmt_changes(ev_stmt *st)
 {
-    return st != NULL ? st->changes : 0;
+    if (st == NULL)
+        return 0;
+    /* a pipelined execution not yet answered: wait for it (if it failed: 0
+     * rows, and the transaction fails) */
+    if (st->pending > 0 && st->store->be->pipe_flush != NULL)
+        st->store->be->pipe_flush(st->store, NULL);
+    return st->changes;
 }
 
 void ev_stmt_reset(ev_stmt *st)
@@ -289,7 +295,7 @@ static int tx(ev_store *s, int verb, const char *what, ev_error *err)
     return rc != 0 ? rc : ev_store_exec(st, err);
 }
 
-int ev_store_begin(ev_store *s, ev_error *err)
+static int begin(ev_store *s, bool pipelined, ev_error *err)
 {
     if (s == NULL)
         return ev_error_set(err, EV_EINVAL, "store: begin: NULL store");
@@ -300,16 +306,47 @@ int ev_store_begin(ev_store *s, ev_error *err)
         if (rc != 0)
             return rc;
     }
+    if (pipelined && s->be->pipe_begin != NULL)
+        return s->be->pipe_begin(s, s->be->tx_sql[EV_TX_BEGIN], err);
     return tx(s, EV_TX_BEGIN, "begin", err);
+}
+
+int ev_store_begin(ev_store *s, ev_error *err)
+{
+    return begin(s, false, err);
+}
+
+int ev_store_begin_pipelined(ev_store *s, ev_error *err)
+{
+    return begin(s, true, err);
+}
+
+static bool pipelined(ev_store *s)
+{
+    return s != NULL && s->be->pipe_active != NULL && s->be->pipe_active(s);
+}
+
+int ev_store_flush(ev_store *s, ev_error *err)
+{
+    return pipelined(s) ? s->be->pipe_flush(s, err) : 0;
+}
+
+bool ev_store_deferred_failed(ev_store *s)
+{
+    return pipelined(s) && s->be->pipe_failed(s);
 }
 
 int ev_store_commit(ev_store *s, ev_error *err)
 {
+    if (pipelined(s))
+        return s->be->pipe_commit(s, s->be->tx_sql[EV_TX_COMMIT], err);
     return tx(s, EV_TX_COMMIT, "commit", err);
 }
 
 int ev_store_rollback(ev_store *s, ev_error *err)
 {
+    if (pipelined(s))
+        s->be->pipe_abort(s);
     if (s != NULL && !s->be->in_tx(s))
         return 0;
     return tx(s, EV_TX_ROLLBACK, "rollback", err);

@@ -124,6 +124,21 @@ size_t ev_store_stmt_count(const ev_store *s);
  * instead of being applied on stale data (each decision must write the row it
  * read: a conditional UPDATE, or an upsert). */
 int ev_store_begin(ev_store *s, ev_error *err);
+/* The same transaction, pipelined where the backend can (PostgreSQL; on
+ * SQLite it is ev_store_begin): a statement that returns no rows is sent
+ * without waiting for its answer, so a batch costs a round trip per read, not
+ * per statement. Its error (a conflict included) comes later: from the next
+ * statement that returns rows, from ev_store_flush, or from the commit; and
+ * ev_stmt_changes of such a statement waits for its answer first. So a caller
+ * that must know which statement failed (one record of a batch) uses a plain
+ * transaction. No savepoints in it. */
+int ev_store_begin_pipelined(ev_store *s, ev_error *err);
+/* Waits for every answer of a pipelined transaction: 0, or the first error of
+ * a statement sent earlier (0 at once outside one). */
+int ev_store_flush(ev_store *s, ev_error *err);
+/* True when a statement of the open pipelined transaction failed after its
+ * call returned: an error seen since may belong to an earlier statement. */
+bool ev_store_deferred_failed(ev_store *s);
 int ev_store_commit(ev_store *s, ev_error *err);
 /* Rolls back the open transaction; 0 when none is open (safe in cleanup). */
 int ev_store_rollback(ev_store *s, ev_error *err);

@@ -17,8 +17,19 @@ enum {
     EV_TX_N
 };
 
+/* The outbox insert both dialects share. */
+#define OUTBOX_PUT_SQL                                                                   \
+    "INSERT INTO outbox(topic, key, value, headers, created_at, owner) "                 \
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+
 /* The runtime tables' SQL where the dialects differ. */
-enum { EV_SQL_INBOX_ADD, EV_SQL_TIMERS_DUE, EV_SQL_OUTBOX_ADD, EV_SQL_N };
+enum {
+    EV_SQL_INBOX_ADD,
+    EV_SQL_TIMERS_DUE,
+    EV_SQL_OUTBOX_ADD, /* gives the new row's id (RETURNING or last_id) */
+    EV_SQL_OUTBOX_PUT, /* the same insert when nobody wants the id */
+    EV_SQL_N
+};
 
 struct ev_stmt {
     ev_store *store;
@@ -26,6 +37,7 @@ struct ev_stmt {
     uint64_t hash;
     void *impl; /* the backend's statement */
     int64_t changes;
+    int pending; /* executions sent but not yet answered (pipelined) */
 };
 
 typedef struct ev_store_ops {
@@ -59,6 +71,16 @@ typedef struct ev_store_ops {
      * no RETURNING (SQLite: the rowid, cheaper than RETURNING); NULL = the
      * statement returns it. */
     int64_t (*last_id)(ev_store *s);
+    /* Pipelined transactions (NULL: begin_pipelined is a plain begin). begin
+     * opens one; flush waits for every answer and returns the first deferred
+     * error; active says one is open; commit ends it (a deferred error fails
+     * it); abort drops what is unanswered, before the rollback. */
+    int (*pipe_begin)(ev_store *s, const char *begin_sql, ev_error *err);
+    int (*pipe_flush)(ev_store *s, ev_error *err);
+    bool (*pipe_active)(ev_store *s);
+    bool (*pipe_failed)(ev_store *s);
+    int (*pipe_commit)(ev_store *s, const char *commit_sql, ev_error *err);
+    void (*pipe_abort)(ev_store *s);
     /* Transaction verbs run as cached statements (true) or as scripts. */
     bool tx_cached;
     const char *tx_sql[EV_TX_N];

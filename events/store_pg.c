@@ -7,11 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_backend.h"
+#include "store_pg_internal.h"
 
 #define BYTEA_OID 17
-#define MAX_PARAMS 32
-#define NAME_MAX_LEN 24
 /* A session that waits on a lock longer than lock_timeout gives up (a
  * conflict: the batch runs again), and an instance frozen inside a
  * transaction (SIGSTOP, a long GC-like pause, a lost host) loses its session
@@ -40,27 +38,6 @@ static const char runtime_tables[] =
     "CREATE INDEX IF NOT EXISTS timers_due_at ON timers(due_at);"
     "CREATE TABLE IF NOT EXISTS ev_migrations("
     " version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);";
-
-typedef struct pg_stmt {
-    char name[NAME_MAX_LEN];
-    int n_params;
-    char *vals[MAX_PARAMS]; /* owned; NULL = SQL NULL */
-    int lens[MAX_PARAMS];
-    int fmts[MAX_PARAMS]; /* 1 = binary (blobs) */
-    PGresult *res;        /* rows of the current execution */
-    int row, n_rows;
-    unsigned char *blob; /* a bytea column decoded, until the next step */
-} pg_stmt;
-
-static PGconn *conn_of(ev_store *s)
-{
-    return (PGconn *)s->conn;
-}
-
-static pg_stmt *pq(ev_stmt *st)
-{
-    return (pg_stmt *)st->impl;
-}
 
 /* ---- errors ---- */
 
@@ -104,7 +81,7 @@ static void first_line(char *out, size_t cap, const char *msg)
     snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), msg);
 }
 
-static int res_fail(ev_store *s, const PGresult *res, const char *what, ev_error *err)
+int pg_res_fail(ev_store *s, const PGresult *res, const char *what, ev_error *err)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     char msg[EV_ERROR_TEXT];
@@ -130,12 +107,14 @@ static int res_fail(ev_store *s, const PGresult *res, const char *what, ev_error
 
 static int pg_script(ev_store *s, const char *sql, const char *what, ev_error *err)
 {
+    bool piped = pg_pipe_pause(s);
     PGresult *res = PQexec(conn_of(s), sql);
     ExecStatusType t = PQresultStatus(res);
     int ret = 0;
     if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK)
-        ret = res_fail(s, res, what, err);
+        ret = pg_res_fail(s, res, what, err);
     PQclear(res);
+    pg_pipe_resume(s, piped);
     return ret;
 }
 
@@ -148,7 +127,7 @@ static int pg_query1(ev_store *s, const char *sql, const char *param, bool *foun
         PQexecParams(conn_of(s), sql, param ? 1 : 0, NULL, vals, NULL, NULL, 0);
     int ret = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        ret = res_fail(s, res, "query", err);
+        ret = pg_res_fail(s, res, "query", err);
     else
         *found = PQntuples(res) > 0;
     PQclear(res);
@@ -227,8 +206,11 @@ static int pg_open(ev_store *s, const ev_store_opts *o, ev_error *err)
         return ev_error_set(err, EV_EINVAL,
                             "store: a schema name (1-63 bytes) is needed");
     snprintf(s->schema, sizeof(s->schema), "%s", schema);
-    PGconn *c = PQconnectdb(o->url);
-    s->conn = c;
+    pg_conn *pc = calloc(1, sizeof(*pc));
+    if (pc == NULL)
+        return ev_error_set(err, EV_ENOMEM, "store: connect: out of memory");
+    s->conn = pc;
+    PGconn *c = pc->c = PQconnectdb(o->url);
     if (c == NULL)
         return ev_error_set(err, EV_ENOMEM, "store: connect: out of memory");
     if (PQstatus(c) != CONNECTION_OK) {
@@ -257,6 +239,7 @@ static int pg_open(ev_store *s, const ev_store_opts *o, ev_error *err)
  * statements were dropped by the caller, they are prepared again on use). */
 static int pg_reconnect(ev_store *s, ev_error *err)
 {
+    pg_pipe_pause(s); /* what was unanswered is lost with the session */
     PQreset(conn_of(s));
     if (PQstatus(conn_of(s)) != CONNECTION_OK) {
         char msg[EV_ERROR_TEXT];
@@ -273,7 +256,11 @@ static int pg_reconnect(ev_store *s, ev_error *err)
 
 static void pg_close(ev_store *s)
 {
-    PQfinish(conn_of(s));
+    pg_conn *pc = pg_of(s);
+    pg_pipe_pause(s);
+    PQfinish(pc->c);
+    pg_pipe_free(pc);
+    free(pc);
     s->conn = NULL;
 }
 
@@ -348,15 +335,29 @@ static int pg_prepare(ev_store *s, ev_stmt *st, ev_error *err)
         ret = ev_error_set(err, EV_EINVAL, "store: prepare: need exactly one statement");
         goto cleanup;
     }
-    if (tr != 0 || q->n_params > MAX_PARAMS) {
+    if (tr != 0 || q->n_params > PG_MAX_PARAMS) {
         ret = ev_error_set(err, EV_EINVAL, "store: prepare: too many parameters");
         goto cleanup;
     }
     snprintf(q->name, sizeof(q->name), "ev%u", ++counter);
+    bool piped = pg_pipe_pause(s);
+    if (piped && (ret = pg_pipe_error(s, err)) != 0) { /* the transaction failed */
+        pg_pipe_resume(s, piped);
+        goto cleanup;
+    }
     PGresult *res = PQprepare(conn_of(s), q->name, text, 0, NULL);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        ret = res_fail(s, res, "prepare", err);
+        ret = pg_res_fail(s, res, "prepare", err);
     PQclear(res);
+    if (ret == 0) { /* does it answer with rows? Then a pipeline waits for them */
+        res = PQdescribePrepared(conn_of(s), q->name);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            ret = pg_res_fail(s, res, "prepare", err);
+        else
+            q->has_rows = PQnfields(res) > 0;
+        PQclear(res);
+    }
+    pg_pipe_resume(s, piped);
 cleanup:
     free(text);
     if (ret != 0) {
@@ -394,8 +395,11 @@ static void pg_finalize(ev_stmt *st)
     pg_reset(st);
     char sql[64];
     snprintf(sql, sizeof(sql), "DEALLOCATE %s", pq(st)->name);
-    if (st->store->conn != NULL && PQstatus(conn_of(st->store)) == CONNECTION_OK)
+    if (st->store->conn != NULL && PQstatus(conn_of(st->store)) == CONNECTION_OK) {
+        bool piped = pg_pipe_pause(st->store); /* answers it is still owed */
         PQclear(PQexec(conn_of(st->store), sql));
+        pg_pipe_resume(st->store, piped);
+    }
     free(st->impl);
     st->impl = NULL;
 }
@@ -443,26 +447,40 @@ static int pg_bind_null(ev_stmt *st, int i)
     return set_param(st, i, NULL, 0, 0);
 }
 
-/* Runs the statement with its parameters; 1 with rows, 0 without. */
+int64_t pg_changes(const PGresult *res)
+{
+    const char *tuples = PQcmdTuples((PGresult *)res);
+    return tuples[0] != '\0' ? strtoll(tuples, NULL, 10) : 0;
+}
+
+/* Runs the statement with its parameters; 1 with rows, 0 without (in a
+ * pipelined transaction, a statement without rows is only sent). */
 static int execute(ev_stmt *st, ev_error *err)
 {
     pg_stmt *q = pq(st);
-    q->res = PQexecPrepared(conn_of(st->store), q->name, q->n_params,
-                            (const char *const *)q->vals, q->lens, q->fmts, 0);
+    ev_store *s = st->store;
+    if (pg_pipe_active(s)) {
+        int rc = pg_pipe_send(s, st, err);
+        if (rc != 0 || !q->has_rows)
+            return rc;
+        q->res = pg_of(s)->kept;
+        pg_of(s)->kept = NULL;
+    } else {
+        q->res = PQexecPrepared(conn_of(s), q->name, q->n_params,
+                                (const char *const *)q->vals, q->lens, q->fmts, 0);
+    }
     ExecStatusType t = PQresultStatus(q->res);
     if (t == PGRES_TUPLES_OK) {
         q->n_rows = PQntuples(q->res);
         q->row = -1;
-        const char *tuples = PQcmdTuples(q->res);
-        st->changes = tuples[0] != '\0' ? strtoll(tuples, NULL, 10) : 0;
+        st->changes = pg_changes(q->res);
         return 1;
     }
     if (t == PGRES_COMMAND_OK) {
-        const char *tuples = PQcmdTuples(q->res);
-        st->changes = tuples[0] != '\0' ? strtoll(tuples, NULL, 10) : 0;
+        st->changes = pg_changes(q->res);
         return 0;
     }
-    return res_fail(st->store, q->res, "step", err);
+    return pg_res_fail(s, q->res, "step", err);
 }
 
 static int pg_step(ev_stmt *st, ev_error *err)
@@ -549,6 +567,12 @@ const ev_store_ops ev_store_pg = {
     .col_blob = pg_col_blob,
     .in_tx = pg_in_tx,
     .reconnect = pg_reconnect,
+    .pipe_begin = pg_pipe_begin,
+    .pipe_flush = pg_pipe_flush,
+    .pipe_active = pg_pipe_active,
+    .pipe_failed = pg_pipe_failed,
+    .pipe_commit = pg_pipe_commit,
+    .pipe_abort = pg_pipe_abort,
     .tx_cached = false,
     .tx_sql = {[EV_TX_BEGIN] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
                [EV_TX_COMMIT] = "COMMIT",
@@ -564,7 +588,6 @@ const ev_store_ops ev_store_pg = {
                                   "FROM timers WHERE due_at <= ?1 "
                                   "ORDER BY due_at, key, kind LIMIT ?2 "
                                   "FOR UPDATE SKIP LOCKED",
-            [EV_SQL_OUTBOX_ADD] =
-                "INSERT INTO outbox(topic, key, value, headers, created_at, "
-                "owner) VALUES(?1, ?2, ?3, ?4, ?5, ?6) RETURNING id"},
+            [EV_SQL_OUTBOX_ADD] = OUTBOX_PUT_SQL " RETURNING id",
+            [EV_SQL_OUTBOX_PUT] = OUTBOX_PUT_SQL},
 };

@@ -409,9 +409,8 @@ const ev_store_ops ev_store_sqlite = {
             [EV_SQL_TIMERS_DUE] = "SELECT key, kind, due_at, correlationid, causationid "
                                   "FROM timers WHERE due_at <= ?1 "
                                   "ORDER BY due_at, key, kind LIMIT ?2",
-            [EV_SQL_OUTBOX_ADD] =
-                "INSERT INTO outbox(topic, key, value, headers, created_at, "
-                "owner) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+            [EV_SQL_OUTBOX_ADD] = OUTBOX_PUT_SQL,
+            [EV_SQL_OUTBOX_PUT] = OUTBOX_PUT_SQL},
 };
 
 /* A service process: only the loop thread touches its connection, so no

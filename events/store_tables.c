@@ -93,7 +93,8 @@ int ev_store_outbox_add(ev_store *s, const char *topic, const char *key,
     if (s == NULL || topic == NULL || topic[0] == '\0' || (value == NULL && len > 0))
         return ev_error_set(err, EV_EINVAL,
                             "store: outbox add: topic and value required");
-    ev_stmt *st = ev_store_stmt(s, s->be->sql[EV_SQL_OUTBOX_ADD], err);
+    ev_stmt *st = ev_store_stmt(
+        s, s->be->sql[id_out != NULL ? EV_SQL_OUTBOX_ADD : EV_SQL_OUTBOX_PUT], err);
     if (st == NULL)
         return err->code;
     int rc = ev_stmt_bind_text(st, 1, topic);
@@ -112,7 +113,9 @@ int ev_store_outbox_add(ev_store *s, const char *topic, const char *key,
         return ev_error_set(err, rc, "store: outbox add: bind failed");
     }
     int64_t id = 0;
-    if (s->be->last_id != NULL) {
+    if (id_out == NULL) {
+        rc = ev_store_exec(st, err); /* pipelined on PostgreSQL: no answer awaited */
+    } else if (s->be->last_id != NULL) {
         rc = ev_store_exec(st, err);
         id = rc == 0 ? s->be->last_id(s) : 0;
     } else {

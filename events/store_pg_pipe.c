@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/* Pipelined transactions on PostgreSQL (libpq pipeline mode): statements that
+ * return no rows are sent without waiting; a read, ev_stmt_changes or the
+ * commit sends a Sync and reads every answer up to it, in order. A batch then
+ * costs a round trip per read, not one per statement. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_pg_internal.h"
+
+/* Unanswered statements before a Sync is forced: the server's answers must
+ * not fill the socket while libpq still writes (both would block). */
+#define PIPE_MAX_UNANSWERED 256
+
+static int lost(ev_store *s, const char *what, ev_error *err)
+{
+    return pg_res_fail(s, NULL, what, err);
+}
+
+static int push(ev_store *s, ev_stmt *st, bool keep, ev_error *err)
+{
+    pg_conn *pc = pg_of(s);
+    if (pc->n_sent == pc->cap_sent) {
+        size_t cap = pc->cap_sent ? pc->cap_sent * 2 : 64;
+        pg_sent *q = realloc(pc->sent, cap * sizeof(*q));
+        if (q == NULL)
+            return ev_error_set(err, EV_ENOMEM, "store: pipeline: out of memory");
+        pc->sent = q;
+        pc->cap_sent = cap;
+    }
+    pc->sent[pc->n_sent++] = (pg_sent){.st = st, .keep = keep};
+    if (st != NULL)
+        st->pending++;
+    return 0;
+}
+
+/* The first failure of the transaction, kept for every later call. */
+static void note_failure(ev_store *s, const PGresult *res, const char *what)
+{
+    pg_conn *pc = pg_of(s);
+    if (pc->failed)
+        return;
+    pc->failed = true;
+    pg_res_fail(s, res, what, &pc->first);
+}
+
+static void take_answer(ev_store *s, const pg_sent *e, PGresult *res)
+{
+    pg_conn *pc = pg_of(s);
+    ExecStatusType t = PQresultStatus(res);
+    if (e != NULL && e->st != NULL)
+        e->st->pending--;
+    if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK) {
+        if (e != NULL && e->st != NULL)
+            e->st->changes = pg_changes(res);
+        if (e != NULL && e->keep) {
+            PQclear(pc->kept);
+            pc->kept = res;
+            return;
+        }
+    } else if (t != PGRES_PIPELINE_ABORTED) { /* aborted: after the failure */
+        note_failure(s, res, e != NULL && e->st != NULL ? "step" : "transaction");
+    }
+    PQclear(res);
+}
+
+/* Sends a Sync and reads every answer up to it. */
+static void drain(ev_store *s)
+{
+    pg_conn *pc = pg_of(s);
+    if (pc->n_sent == 0)
+        return;
+    size_t next = 0;
+    if (PQpipelineSync(pc->c) != 1) {
+        note_failure(s, NULL, "pipeline");
+    } else {
+        int nulls = 0;
+        for (;;) {
+            PGresult *res = PQgetResult(pc->c);
+            if (res == NULL) {
+                /* one NULL ends each statement's answer; two in a row, or a
+                 * dead connection: nothing more will come */
+                if (++nulls > 1 || PQstatus(pc->c) != CONNECTION_OK) {
+                    note_failure(s, NULL, "pipeline");
+                    break;
+                }
+                continue;
+            }
+            nulls = 0;
+            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                PQclear(res);
+                break;
+            }
+            take_answer(s, next < pc->n_sent ? &pc->sent[next] : NULL, res);
+            next++;
+        }
+    }
+    for (; next < pc->n_sent; next++) { /* never answered: the connection is gone */
+        if (pc->sent[next].st != NULL)
+            pc->sent[next].st->pending--;
+    }
+    pc->n_sent = 0;
+}
+
+int pg_pipe_error(ev_store *s, ev_error *err)
+{
+    pg_conn *pc = pg_of(s);
+    if (!pc->failed)
+        return 0;
+    if (err != NULL)
+        *err = pc->first;
+    if (pc->first.code == EV_ERETRY)
+        s->conflict = true;
+    return pc->first.code;
+}
+
+int pg_pipe_begin(ev_store *s, const char *begin_sql, ev_error *err)
+{
+    pg_conn *pc = pg_of(s);
+    pc->failed = false;
+    pc->first = (ev_error){0};
+    if (PQenterPipelineMode(pc->c) != 1)
+        return lost(s, "begin", err);
+    pc->pipe = true;
+    if (PQsendQueryParams(pc->c, begin_sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
+        pg_pipe_abort(s);
+        return lost(s, "begin", err);
+    }
+    return push(s, NULL, false, err);
+}
+
+int pg_pipe_send(ev_store *s, ev_stmt *st, ev_error *err)
+{
+    pg_conn *pc = pg_of(s);
+    pg_stmt *q = pq(st);
+    if (pc->failed) /* the transaction can only roll back now */
+        return pg_pipe_error(s, err);
+    if (PQsendQueryPrepared(pc->c, q->name, q->n_params, (const char *const *)q->vals,
+                            q->lens, q->fmts, 0) != 1) {
+        note_failure(s, NULL, "step");
+        return pg_pipe_error(s, err);
+    }
+    int rc = push(s, st, q->has_rows, err);
+    if (rc != 0)
+        return rc;
+    if (q->has_rows || pc->n_sent >= PIPE_MAX_UNANSWERED)
+        drain(s);
+    return pg_pipe_error(s, err);
+}
+
+int pg_pipe_flush(ev_store *s, ev_error *err)
+{
+    drain(s);
+    return pg_pipe_error(s, err);
+}
+
+bool pg_pipe_active(ev_store *s)
+{
+    return s->conn != NULL && pg_of(s)->pipe;
+}
+
+bool pg_pipe_failed(ev_store *s)
+{
+    return pg_of(s)->failed;
+}
+
+/* Out of pipeline mode, with nothing unanswered (a lost connection: marked
+ * broken, the next transaction connects again). */
+static void leave(ev_store *s)
+{
+    pg_conn *pc = pg_of(s);
+    drain(s);
+    PQclear(pc->kept);
+    pc->kept = NULL;
+    if (PQexitPipelineMode(pc->c) != 1)
+        s->broken = true;
+    pc->pipe = false;
+}
+
+int pg_pipe_commit(ev_store *s, const char *commit_sql, ev_error *err)
+{
+    pg_conn *pc = pg_of(s);
+    int rc = 0;
+    if (!pc->failed) {
+        if (PQsendQueryParams(pc->c, commit_sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
+            note_failure(s, NULL, "commit");
+        else
+            rc = push(s, NULL, false, err);
+    }
+    drain(s);
+    if (rc == 0)
+        rc = pg_pipe_error(s, err);
+    leave(s);
+    return rc;
+}
+
+void pg_pipe_abort(ev_store *s)
+{
+    leave(s);
+}
+
+bool pg_pipe_pause(ev_store *s)
+{
+    if (!pg_pipe_active(s))
+        return false;
+    leave(s);
+    return true;
+}
+
+void pg_pipe_resume(ev_store *s, bool was_on)
+{
+    pg_conn *pc = pg_of(s);
+    if (was_on && PQenterPipelineMode(pc->c) == 1)
+        pc->pipe = true;
+    else if (was_on)
+        note_failure(s, NULL, "pipeline");
+}
+
+void pg_pipe_free(pg_conn *pc)
+{
+    PQclear(pc->kept);
+    free(pc->sent);
+}

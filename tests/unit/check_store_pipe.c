@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of pipelined transactions (ev_store_begin_pipelined): on
+ * PostgreSQL a write is sent without waiting, and its error, a lost race
+ * included, comes from the next read, ev_store_flush or the commit; nothing of
+ * a failed transaction stays. On SQLite the same calls are a plain
+ * transaction. */
+#include <check.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static const char *pg_url; /* CHOREO_TEST_PG, NULL when unset */
+static char schema[64];
+static char sqlite_dir[64];
+static bool on_pg;
+
+static const char table_sql[] = "CREATE TABLE t(k TEXT PRIMARY KEY, v BIGINT NOT NULL)";
+static const ev_migration migrations[] = {{1, table_sql, NULL}};
+
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static void admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    PQsetNoticeProcessor(c, quiet, NULL);
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType t = PQresultStatus(r);
+    if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK)
+        fprintf(stderr, "check_store_pipe: %s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+static void setup_pg(void)
+{
+    static unsigned n;
+    on_pg = true;
+    snprintf(schema, sizeof(schema), "pipe_%ld_%u", (long)getpid(), ++n);
+}
+
+static void teardown_pg(void)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+    admin(sql);
+}
+
+static void setup_sqlite(void)
+{
+    on_pg = false;
+    snprintf(sqlite_dir, sizeof(sqlite_dir), "/tmp/check_store_pipe.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(sqlite_dir));
+}
+
+static void teardown_sqlite(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", sqlite_dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static ev_store *open_store(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/svc.db", sqlite_dir);
+    ev_store_opts o = {.migrations = migrations, .n_migrations = 1};
+    if (on_pg) {
+        o.url = pg_url;
+        o.schema = schema;
+    } else {
+        o.path = path;
+    }
+    ev_store *s = NULL;
+    ev_error err = {0};
+    ck_assert_msg(ev_store_open(&s, &o, &err) == 0, "open: %s", err.text);
+    return s;
+}
+
+#define OK(call)                                                                         \
+    do {                                                                                 \
+        ev_error e_ = {0};                                                               \
+        int rc_ = (call);                                                                \
+        ck_assert_msg(rc_ == 0, "%s -> %d %s", #call, rc_, e_.text);                     \
+    } while (0)
+
+static int put(ev_store *s, const char *k, int64_t v, ev_error *err)
+{
+    return ev_store_exec(
+        ev_store_bind(s, err, "INSERT INTO t(k, v) VALUES(?1, ?2)", "si", k, v), err);
+}
+
+/* v of k, or -1 when there is no row; fails the test on an error. */
+static int64_t get(ev_store *s, const char *k)
+{
+    int64_t v = -1;
+    OK(ev_store_query_int(ev_store_bind(s, &e_, "SELECT v FROM t WHERE k = ?1", "s", k),
+                          -1, &v, NULL, &e_));
+    return v;
+}
+
+static int64_t count(ev_store *s)
+{
+    int64_t n = -1;
+    OK(ev_store_query_int(ev_store_stmt(s, "SELECT count(*) FROM t", &e_), -1, &n, NULL,
+                          &e_));
+    return n;
+}
+
+START_TEST(writes_then_a_read_see_each_other_and_commit)
+{
+    ev_store *s = open_store();
+    OK(ev_store_begin_pipelined(s, &e_));
+    for (int i = 0; i < 3; i++) {
+        char k[8];
+        snprintf(k, sizeof(k), "k%d", i);
+        OK(put(s, k, i * 10, &e_));
+    }
+    ck_assert_int_eq(get(s, "k2"), 20); /* the read waits for the writes */
+    OK(ev_store_flush(s, &e_));
+    ck_assert(!ev_store_deferred_failed(s));
+    OK(ev_store_commit(s, &e_));
+    ck_assert(!ev_store_in_tx(s));
+    ev_store_close(s);
+    s = open_store();
+    ck_assert_int_eq(count(s), 3);
+    ev_store_close(s);
+}
+END_TEST
+
+START_TEST(changes_of_a_sent_update_waits_for_its_answer)
+{
+    ev_store *s = open_store();
+    ev_error err = {0};
+    OK(put(s, "a", 1, &e_));
+    OK(ev_store_begin_pipelined(s, &e_));
+    ev_stmt *st = ev_store_bind(s, &err, "UPDATE t SET v = v + 1 WHERE k = ?1", "s", "a");
+    OK(ev_store_exec(st, &e_));
+    ck_assert_int_eq(ev_stmt_changes(st), 1);
+    st = ev_store_bind(s, &err, "UPDATE t SET v = v + 1 WHERE k = ?1", "s", "missing");
+    OK(ev_store_exec(st, &e_));
+    ck_assert_int_eq(ev_stmt_changes(st), 0);
+    OK(ev_store_commit(s, &e_));
+    ck_assert_int_eq(get(s, "a"), 2);
+    ev_store_close(s);
+}
+END_TEST
+
+/* A write that fails is only known later: at the next read, which returns
+ * its error, and the commit fails; nothing of the transaction stays. */
+START_TEST(a_failed_write_fails_the_next_read_and_the_commit)
+{
+    ev_store *s = open_store();
+    ev_error err = {0};
+    OK(ev_store_begin_pipelined(s, &e_));
+    OK(put(s, "kept?", 1, &e_));
+    ck_assert_int_eq(ev_store_exec(ev_store_bind(s, &err,
+                                                 "INSERT INTO t(k, v) VALUES(?1, NULL)",
+                                                 "s", "null-v"),
+                                   &err),
+                     0); /* sent, not yet answered */
+    ck_assert(!ev_store_deferred_failed(s));
+    int64_t v = 0;
+    err = (ev_error){0};
+    int rc = ev_store_query_int(
+        ev_store_bind(s, &err, "SELECT v FROM t WHERE k = ?1", "s", "kept?"), -1, &v,
+        NULL, &err);
+    ck_assert_int_eq(rc, EV_ESTORE);
+    ck_assert_msg(strstr(err.text, "(constraint)") != NULL, "%s", err.text);
+    ck_assert(ev_store_deferred_failed(s));
+    ck_assert(!ev_store_conflict(s));
+    err = (ev_error){0};
+    ck_assert_int_eq(ev_store_commit(s, &err), EV_ESTORE);
+    OK(ev_store_rollback(s, &e_));
+    ck_assert(!ev_store_in_tx(s));
+    ck_assert_int_eq(count(s), 0);
+    /* the connection serves the next transaction */
+    OK(ev_store_begin_pipelined(s, &e_));
+    OK(put(s, "after", 7, &e_));
+    OK(ev_store_commit(s, &e_));
+    ck_assert_int_eq(get(s, "after"), 7);
+    ev_store_close(s);
+}
+END_TEST
+
+START_TEST(flush_returns_the_error_of_a_write_sent_earlier)
+{
+    ev_store *s = open_store();
+    ev_error err = {0};
+    OK(put(s, "dup", 1, &e_));
+    OK(ev_store_begin_pipelined(s, &e_));
+    ck_assert_int_eq(ev_store_exec(ev_store_bind(s, &err,
+                                                 "UPDATE t SET v = 1 / (v - 1) "
+                                                 "WHERE k = ?1",
+                                                 "s", "dup"),
+                                   &err),
+                     0);
+    OK(put(s, "x", 1, &e_));
+    err = (ev_error){0};
+    ck_assert_int_eq(ev_store_flush(s, &err), EV_ESTORE);
+    ck_assert_msg(strstr(err.text, "division by zero") != NULL, "%s", err.text);
+    err = (ev_error){0};
+    ck_assert_int_eq(ev_store_flush(s, &err), EV_ESTORE); /* it stays failed */
+    ck_assert_int_eq(ev_store_commit(s, &err), EV_ESTORE);
+    OK(ev_store_rollback(s, &e_));
+    ck_assert_int_eq(get(s, "dup"), 1);
+    ck_assert_int_eq(get(s, "x"), -1);
+    ev_store_close(s);
+}
+END_TEST
+
+/* More unanswered writes than the pipeline holds: it syncs on its own. */
+START_TEST(thousands_of_writes_in_one_transaction)
+{
+    ev_store *s = open_store();
+    OK(ev_store_begin_pipelined(s, &e_));
+    for (int i = 0; i < 3000; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        OK(put(s, k, i, &e_));
+    }
+    OK(ev_store_commit(s, &e_));
+    ck_assert_int_eq(count(s), 3000);
+    ck_assert_int_eq(get(s, "k2999"), 2999);
+    ev_store_close(s);
+}
+END_TEST
+
+/* Another instance changed the row after this transaction's snapshot: the
+ * write sent without waiting is a conflict, known at the flush. */
+START_TEST(a_lost_race_of_a_sent_write_is_a_conflict)
+{
+    ev_store *a = open_store();
+    ev_store *b = open_store();
+    OK(put(a, "row", 1, &e_));
+    OK(ev_store_begin_pipelined(b, &e_));
+    ck_assert_int_eq(get(b, "row"), 1); /* b's snapshot */
+    OK(ev_store_begin(a, &e_));
+    OK(ev_store_exec(ev_store_bind(a, &e_, "UPDATE t SET v = 2 WHERE k = ?1", "s", "row"),
+                     &e_));
+    OK(ev_store_commit(a, &e_));
+    ev_error err = {0};
+    ck_assert_int_eq(
+        ev_store_exec(ev_store_bind(b, &err, "UPDATE t SET v = 3 WHERE k = ?1", "s", "row"),
+                      &err),
+        0);
+    err = (ev_error){0};
+    ck_assert_int_eq(ev_store_flush(b, &err), EV_ERETRY);
+    ck_assert(ev_store_conflict(b));
+    ck_assert_msg(strstr(err.text, "(conflict)") != NULL, "%s", err.text);
+    OK(ev_store_rollback(b, &e_));
+    ck_assert_int_eq(get(a, "row"), 2);
+    ev_store_close(b);
+    ev_store_close(a);
+}
+END_TEST
+
+/* A statement first seen inside the pipeline is prepared there too. */
+START_TEST(statements_prepared_inside_the_pipeline)
+{
+    ev_store *s = open_store();
+    OK(ev_store_begin_pipelined(s, &e_));
+    OK(put(s, "p", 5, &e_));
+    char sql[96];
+    for (int i = 0; i < 40; i++) { /* each text is new: prepared on first use */
+        snprintf(sql, sizeof(sql), "UPDATE t SET v = v + %d WHERE k = ?1", i);
+        OK(ev_store_exec(ev_store_bind(s, &e_, sql, "s", "p"), &e_));
+    }
+    OK(ev_store_commit(s, &e_));
+    ck_assert_int_eq(get(s, "p"), 5 + 39 * 40 / 2);
+    ev_store_close(s);
+}
+END_TEST
+
+static Suite *pipe_suite(void)
+{
+    Suite *su = suite_create("store_pipe");
+    TCase *tc = tcase_create("sqlite");
+    tcase_add_checked_fixture(tc, setup_sqlite, teardown_sqlite);
+    tcase_add_test(tc, writes_then_a_read_see_each_other_and_commit);
+    tcase_add_test(tc, changes_of_a_sent_update_waits_for_its_answer);
+    tcase_add_test(tc, thousands_of_writes_in_one_transaction);
+    tcase_add_test(tc, statements_prepared_inside_the_pipeline);
+    suite_add_tcase(su, tc);
+    if (pg_url == NULL) {
+        fprintf(stderr, "check_store_pipe: CHOREO_TEST_PG unset, PostgreSQL cases "
+                        "skipped\n");
+        return su;
+    }
+    tc = tcase_create("postgresql");
+    tcase_set_timeout(tc, 30);
+    tcase_add_checked_fixture(tc, setup_pg, teardown_pg);
+    tcase_add_test(tc, writes_then_a_read_see_each_other_and_commit);
+    tcase_add_test(tc, changes_of_a_sent_update_waits_for_its_answer);
+    tcase_add_test(tc, a_failed_write_fails_the_next_read_and_the_commit);
+    tcase_add_test(tc, flush_returns_the_error_of_a_write_sent_earlier);
+    tcase_add_test(tc, thousands_of_writes_in_one_transaction);
+    tcase_add_test(tc, a_lost_race_of_a_sent_write_is_a_conflict);
+    tcase_add_test(tc, statements_prepared_inside_the_pipeline);
+    suite_add_tcase(su, tc);
+    return su;
+}
+
+int main(void)
+{
+    pg_url = getenv("CHOREO_TEST_PG");
+    if (pg_url != NULL && pg_url[0] == '\0')
+        pg_url = NULL;
+    SRunner *sr = srunner_create(pipe_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
