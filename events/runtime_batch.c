@@ -11,6 +11,9 @@
 #include "log.h"
 
 #define FAST_ABORT 1 /* internal: the optimistic attempt met a failing record */
+/* After a batch lost a race with another instance, this instance's batches
+ * wait their turn (ev_store_set_serial) for this long since the last loss. */
+#define SERIAL_MS 10000
 
 /* ---- applying one record ---- */
 
@@ -456,6 +459,10 @@ static int batch_retry(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n,
     snap_restore(rt, &bs->st, bs->n_parts);
     rt->next_timer_due = bs->timer_due;
     int attempts = conflict ? ++rt->conflict_attempts : ++rt->hold_attempts;
+    if (conflict) { /* rows the instances share are hot: take turns for a while */
+        rt->serial_until = ev_mono_ms() + SERIAL_MS;
+        ev_store_set_serial(rt->store, true);
+    }
     rt->st.retried++;
     int64_t wait =
         conflict ? conflict_backoff_ms(attempts) : ev_rt_backoff_ms(rt->cfg, attempts);
@@ -489,6 +496,10 @@ int ev_rt_run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool pr
     rt->fail.set = false;
     rt->diverged = false;
     rt->n_mq = 0;
+    if (rt->serial_until != 0 && ev_mono_ms() >= rt->serial_until) {
+        rt->serial_until = 0;
+        ev_store_set_serial(rt->store, false);
+    }
     bs.taken = snap_take(rt, &bs.st, &bs.n_parts);
     rt->careful = !bs.taken;
     int rc = attempt(rt, msgs, n, now, prune, timers, err);

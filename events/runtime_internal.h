@@ -97,6 +97,7 @@ typedef struct ev_runtime {
     volatile sig_atomic_t *stop;
     char instance[128];    /* this process, the owner of its outbox rows */
     int conflict_attempts; /* consecutive batches lost to another instance */
+    int64_t serial_until;  /* batches wait for the other instances' until then */
     int64_t last_claim;    /* monotonic ms of the last orphaned-outbox claim */
 } ev_runtime;
 

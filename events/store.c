@@ -308,7 +308,25 @@ static int begin(ev_store *s, bool pipelined, ev_error *err)
     }
     if (pipelined && s->be->pipe_begin != NULL)
         return s->be->pipe_begin(s, s->be->tx_sql[EV_TX_BEGIN], err);
+    if (s->serial && !s->serial_held && s->be->serial_lock != NULL) {
+        int rc = s->be->serial_lock(s, true, err);
+        if (rc != 0)
+            return rc;
+    }
     return tx(s, EV_TX_BEGIN, "begin", err);
+}
+
+/* After a commit or rollback: the other instances may go on. */
+static void serial_release(ev_store *s)
+{
+    if (s->serial_held && s->be->serial_lock != NULL)
+        s->be->serial_lock(s, false, NULL);
+}
+
+void ev_store_set_serial(ev_store *s, bool on)
+{
+    if (s != NULL)
+        s->serial = on;
 }
 
 int ev_store_begin(ev_store *s, ev_error *err)
@@ -338,18 +356,23 @@ bool ev_store_deferred_failed(ev_store *s)
 
 int ev_store_commit(ev_store *s, ev_error *err)
 {
-    if (pipelined(s))
-        return s->be->pipe_commit(s, s->be->tx_sql[EV_TX_COMMIT], err);
-    return tx(s, EV_TX_COMMIT, "commit", err);
+    int rc = pipelined(s) ? s->be->pipe_commit(s, s->be->tx_sql[EV_TX_COMMIT], err)
+                          : tx(s, EV_TX_COMMIT, "commit", err);
+    if (s != NULL && !s->be->in_tx(s))
+        serial_release(s);
+    return rc;
 }
 
 int ev_store_rollback(ev_store *s, ev_error *err)
 {
     if (pipelined(s))
         s->be->pipe_abort(s);
+    int rc = 0;
+    if (s != NULL && s->be->in_tx(s))
+        rc = tx(s, EV_TX_ROLLBACK, "rollback", err);
     if (s != NULL && !s->be->in_tx(s))
-        return 0;
-    return tx(s, EV_TX_ROLLBACK, "rollback", err);
+        serial_release(s);
+    return rc;
 }
 
 bool ev_store_in_tx(ev_store *s)

@@ -140,6 +140,12 @@ int ev_store_flush(ev_store *s, ev_error *err);
  * call returned: an error seen since may belong to an earlier statement. */
 bool ev_store_deferred_failed(ev_store *s);
 int ev_store_commit(ev_store *s, ev_error *err);
+/* On PostgreSQL, on: each transaction first waits until no other instance of
+ * the service (the same schema) runs one in this mode (a session advisory
+ * lock, released at commit or rollback). Rows every batch touches (a SKU's
+ * stock, a customer's credit) then cost instances a wait instead of a lost
+ * race and a batch done again. No effect on SQLite. */
+void ev_store_set_serial(ev_store *s, bool on);
 /* Rolls back the open transaction; 0 when none is open (safe in cleanup). */
 int ev_store_rollback(ev_store *s, ev_error *err);
 /* True while a transaction is open. */

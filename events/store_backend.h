@@ -81,6 +81,9 @@ typedef struct ev_store_ops {
     bool (*pipe_failed)(ev_store *s);
     int (*pipe_commit)(ev_store *s, const char *commit_sql, ev_error *err);
     void (*pipe_abort)(ev_store *s);
+    /* Takes (waits for) or releases the service's serial lock, outside a
+     * transaction (NULL: one instance per store, nothing to wait for). */
+    int (*serial_lock)(ev_store *s, bool take, ev_error *err);
     /* Transaction verbs run as cached statements (true) or as scripts. */
     bool tx_cached;
     const char *tx_sql[EV_TX_N];
@@ -97,10 +100,12 @@ struct ev_store {
     const ev_store_ops *be;
     void *conn; /* the backend's connection */
     bool readonly;
-    bool conflict;   /* a race with another instance failed this transaction */
-    bool broken;     /* the connection was lost: reconnect before the next one */
-    char owner[128]; /* outbox rows of this instance */
-    char schema[64]; /* PostgreSQL */
+    bool conflict;    /* a race with another instance failed this transaction */
+    bool broken;      /* the connection was lost: reconnect before the next one */
+    bool serial;      /* transactions wait for the other instances' (serial lock) */
+    bool serial_held; /* this session holds the serial lock */
+    char owner[128];  /* outbox rows of this instance */
+    char schema[64];  /* PostgreSQL */
     stmt_slot *slots;
     size_t cap; /* power of two */
     size_t len;

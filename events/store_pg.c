@@ -248,6 +248,7 @@ static int pg_reconnect(ev_store *s, ev_error *err)
         return ev_error_set(err, EV_ERETRY, "store: reconnect: %s (connection)", msg);
     }
     s->broken = false;
+    s->serial_held = false; /* session locks end with the session */
     int ret = pg_script(s, SESSION_SQL, "session", err);
     if (ret == 0)
         ret = use_schema(s, s->readonly, err);
@@ -267,6 +268,15 @@ static void pg_close(ev_store *s)
 static int pg_runtime_tables(ev_store *s, ev_error *err)
 {
     return pg_script(s, runtime_tables, "runtime tables", err);
+}
+
+static int pg_serial_lock(ev_store *s, bool take, ev_error *err)
+{
+    bool found = false;
+    int rc = pg_query1(s, take ? PG_SERIAL_LOCK_SQL : PG_SERIAL_UNLOCK_SQL, s->schema,
+                       &found, err);
+    s->serial_held = take ? rc == 0 : (rc != 0 && s->serial_held);
+    return rc;
 }
 
 /* Instances of one service starting together migrate one at a time. */
@@ -573,6 +583,7 @@ const ev_store_ops ev_store_pg = {
     .pipe_failed = pg_pipe_failed,
     .pipe_commit = pg_pipe_commit,
     .pipe_abort = pg_pipe_abort,
+    .serial_lock = pg_serial_lock,
     .tx_cached = false,
     .tx_sql = {[EV_TX_BEGIN] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
                [EV_TX_COMMIT] = "COMMIT",

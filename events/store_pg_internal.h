@@ -10,12 +10,15 @@
 #include "store_backend.h"
 
 #define PG_MAX_PARAMS 32
+/* The serial lock of a service's instances (ev_store_set_serial), $1 = schema. */
+#define PG_SERIAL_LOCK_SQL "SELECT pg_advisory_lock(hashtext('choreo-batch:' || $1))"
+#define PG_SERIAL_UNLOCK_SQL "SELECT pg_advisory_unlock(hashtext('choreo-batch:' || $1))"
 #define PG_NAME_MAX 24
 
 typedef struct pg_stmt {
     char name[PG_NAME_MAX];
     int n_params;
-    bool has_rows; /* a SELECT or a RETURNING: its answer is always awaited */
+    bool has_rows;             /* a SELECT or a RETURNING: its answer is always awaited */
     char *vals[PG_MAX_PARAMS]; /* owned; NULL = SQL NULL */
     int lens[PG_MAX_PARAMS];
     int fmts[PG_MAX_PARAMS]; /* 1 = binary (blobs) */
@@ -28,6 +31,7 @@ typedef struct pg_stmt {
 typedef struct pg_sent {
     ev_stmt *st; /* NULL: a transaction verb */
     bool keep;   /* its rows are wanted: the answer goes to pg_conn.kept */
+    bool sync;   /* not a statement: a Sync, answered PGRES_PIPELINE_SYNC */
 } pg_sent;
 
 typedef struct pg_conn {

@@ -64,6 +64,19 @@ static void take_answer(ev_store *s, const pg_sent *e, PGresult *res)
     PQclear(res);
 }
 
+/* Sends a Sync; a Sync ends a segment of the pipeline: an error aborts the
+ * statements after it up to the Sync only. */
+static bool send_sync(ev_store *s)
+{
+    pg_conn *pc = pg_of(s);
+    if (PQpipelineSync(pc->c) != 1 || push(s, NULL, false, NULL) != 0) {
+        note_failure(s, NULL, "pipeline");
+        return false;
+    }
+    pc->sent[pc->n_sent - 1].sync = true;
+    return true;
+}
+
 /* Sends a Sync and reads every answer up to it. */
 static void drain(ev_store *s)
 {
@@ -71,11 +84,9 @@ static void drain(ev_store *s)
     if (pc->n_sent == 0)
         return;
     size_t next = 0;
-    if (PQpipelineSync(pc->c) != 1) {
-        note_failure(s, NULL, "pipeline");
-    } else {
+    if (send_sync(s)) {
         int nulls = 0;
-        for (;;) {
+        while (next < pc->n_sent) {
             PGresult *res = PQgetResult(pc->c);
             if (res == NULL) {
                 /* one NULL ends each statement's answer; two in a row, or a
@@ -87,12 +98,14 @@ static void drain(ev_store *s)
                 continue;
             }
             nulls = 0;
-            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            const pg_sent *e = &pc->sent[next++];
+            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC || e->sync) {
+                if (PQresultStatus(res) != PGRES_PIPELINE_SYNC || !e->sync)
+                    note_failure(s, res, "pipeline"); /* out of step */
                 PQclear(res);
-                break;
+                continue;
             }
-            take_answer(s, next < pc->n_sent ? &pc->sent[next] : NULL, res);
-            next++;
+            take_answer(s, e, res);
         }
     }
     for (; next < pc->n_sent; next++) { /* never answered: the connection is gone */
@@ -114,6 +127,15 @@ int pg_pipe_error(ev_store *s, ev_error *err)
     return pc->first.code;
 }
 
+/* Sends sql with the schema as $1, unanswered. */
+static int send_schema_sql(ev_store *s, const char *sql, ev_error *err)
+{
+    const char *vals[1] = {s->schema};
+    if (PQsendQueryParams(pg_of(s)->c, sql, 1, NULL, vals, NULL, NULL, 0) != 1)
+        return lost(s, "serial lock", err);
+    return push(s, NULL, false, err);
+}
+
 int pg_pipe_begin(ev_store *s, const char *begin_sql, ev_error *err)
 {
     pg_conn *pc = pg_of(s);
@@ -122,6 +144,18 @@ int pg_pipe_begin(ev_store *s, const char *begin_sql, ev_error *err)
     if (PQenterPipelineMode(pc->c) != 1)
         return lost(s, "begin", err);
     pc->pipe = true;
+    /* the lock first, in the same round trip: the transaction's snapshot is
+     * taken after the wait, so it sees what the previous holder committed */
+    if (s->serial && !s->serial_held) {
+        s->serial_held = true; /* if it failed, the release is harmless */
+        int rc = send_schema_sql(s, PG_SERIAL_LOCK_SQL, err);
+        if (rc == 0 && !send_sync(s)) /* BEGIN must open the next segment */
+            rc = pg_pipe_error(s, err);
+        if (rc != 0) {
+            pg_pipe_abort(s);
+            return rc;
+        }
+    }
     if (PQsendQueryParams(pc->c, begin_sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
         pg_pipe_abort(s);
         return lost(s, "begin", err);
@@ -181,13 +215,20 @@ int pg_pipe_commit(ev_store *s, const char *commit_sql, ev_error *err)
 {
     pg_conn *pc = pg_of(s);
     int rc = 0;
+    bool unlocking = false;
     if (!pc->failed) {
         if (PQsendQueryParams(pc->c, commit_sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
             note_failure(s, NULL, "commit");
         else
             rc = push(s, NULL, false, err);
+        if (rc == 0 && !pc->failed && s->serial_held) { /* released in the same trip */
+            rc = send_schema_sql(s, PG_SERIAL_UNLOCK_SQL, err);
+            unlocking = rc == 0;
+        }
     }
     drain(s);
+    if (unlocking && !pc->failed)
+        s->serial_held = false; /* else still held: released after the rollback */
     if (rc == 0)
         rc = pg_pipe_error(s, err);
     leave(s);

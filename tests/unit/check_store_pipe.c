@@ -6,6 +6,8 @@
  * transaction. */
 #include <check.h>
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,19 @@ static void admin(const char *sql)
         fprintf(stderr, "check_store_pipe: %s: %s", sql, PQerrorMessage(c));
     PQclear(r);
     PQfinish(c);
+}
+
+/* The first column of the first row of sql, as an integer (-1 on error). */
+static long admin_int(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    PGresult *r = PQexec(c, sql);
+    long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                 ? strtol(PQgetvalue(r, 0, 0), NULL, 10)
+                 : -1;
+    PQclear(r);
+    PQfinish(c);
+    return v;
 }
 
 static void setup_pg(void)
@@ -161,11 +176,11 @@ START_TEST(a_failed_write_fails_the_next_read_and_the_commit)
     ev_error err = {0};
     OK(ev_store_begin_pipelined(s, &e_));
     OK(put(s, "kept?", 1, &e_));
-    ck_assert_int_eq(ev_store_exec(ev_store_bind(s, &err,
-                                                 "INSERT INTO t(k, v) VALUES(?1, NULL)",
-                                                 "s", "null-v"),
-                                   &err),
-                     0); /* sent, not yet answered */
+    ck_assert_int_eq(
+        ev_store_exec(
+            ev_store_bind(s, &err, "INSERT INTO t(k, v) VALUES(?1, NULL)", "s", "null-v"),
+            &err),
+        0); /* sent, not yet answered */
     ck_assert(!ev_store_deferred_failed(s));
     int64_t v = 0;
     err = (ev_error){0};
@@ -248,8 +263,8 @@ START_TEST(a_lost_race_of_a_sent_write_is_a_conflict)
     OK(ev_store_commit(a, &e_));
     ev_error err = {0};
     ck_assert_int_eq(
-        ev_store_exec(ev_store_bind(b, &err, "UPDATE t SET v = 3 WHERE k = ?1", "s", "row"),
-                      &err),
+        ev_store_exec(
+            ev_store_bind(b, &err, "UPDATE t SET v = 3 WHERE k = ?1", "s", "row"), &err),
         0);
     err = (ev_error){0};
     ck_assert_int_eq(ev_store_flush(b, &err), EV_ERETRY);
@@ -279,6 +294,68 @@ START_TEST(statements_prepared_inside_the_pipeline)
 }
 END_TEST
 
+typedef struct racer {
+    ev_store *s;
+    int flush_rc, commit_rc;
+    char why[EV_ERROR_TEXT];
+} racer;
+
+static void *serial_racer(void *arg)
+{
+    racer *r = arg;
+    ev_error err = {0};
+    ev_store_set_serial(r->s, true);
+    r->flush_rc = ev_store_begin_pipelined(r->s, &err);
+    if (r->flush_rc == 0)
+        r->flush_rc = ev_store_exec(
+            ev_store_bind(r->s, &err, "UPDATE t SET v = v + 10 WHERE k = ?1", "s", "row"),
+            &err);
+    if (r->flush_rc == 0)
+        r->flush_rc = ev_store_flush(r->s, &err); /* waits for the other's turn */
+    r->commit_rc = r->flush_rc == 0 ? ev_store_commit(r->s, &err) : -1;
+    if (r->flush_rc != 0 || r->commit_rc != 0)
+        ev_store_rollback(r->s, NULL);
+    snprintf(r->why, sizeof(r->why), "%s", err.text);
+    return NULL;
+}
+
+/* Two instances in serial mode take turns: the second waits for the first's
+ * commit and then sees its row, where a plain transaction loses the race
+ * (a_lost_race_of_a_sent_write_is_a_conflict). The lock ends with the turn. */
+START_TEST(serial_transactions_take_turns_instead_of_conflicting)
+{
+    ev_store *a = open_store();
+    ev_store *b = open_store();
+    OK(put(a, "row", 1, &e_));
+    ev_store_set_serial(a, true);
+    OK(ev_store_begin_pipelined(a, &e_));
+    OK(ev_store_exec(ev_store_bind(a, &e_, "UPDATE t SET v = 2 WHERE k = ?1", "s", "row"),
+                     &e_));
+    OK(ev_store_flush(a, &e_)); /* a holds the turn and the row */
+    racer r = {.s = b};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, serial_racer, &r), 0);
+    /* until b waits for its turn (an advisory lock not granted), 10 s at most */
+    long waiting = 0;
+    for (int i = 0; i < 1000 && waiting != 1; i++) {
+        waiting = admin_int("SELECT count(*) FROM pg_locks"
+                            " WHERE locktype = 'advisory' AND NOT granted");
+        if (waiting != 1)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    ck_assert_int_eq(waiting, 1);
+    OK(ev_store_commit(a, &e_));
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(r.flush_rc == 0 && r.commit_rc == 0, "flush %d commit %d: %s",
+                  r.flush_rc, r.commit_rc, r.why);
+    ck_assert_int_eq(get(a, "row"), 12);
+    ck_assert_int_eq(
+        admin_int("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), 0);
+    ev_store_close(b);
+    ev_store_close(a);
+}
+END_TEST
+
 static Suite *pipe_suite(void)
 {
     Suite *su = suite_create("store_pipe");
@@ -303,6 +380,7 @@ static Suite *pipe_suite(void)
     tcase_add_test(tc, flush_returns_the_error_of_a_write_sent_earlier);
     tcase_add_test(tc, thousands_of_writes_in_one_transaction);
     tcase_add_test(tc, a_lost_race_of_a_sent_write_is_a_conflict);
+    tcase_add_test(tc, serial_transactions_take_turns_instead_of_conflicting);
     tcase_add_test(tc, statements_prepared_inside_the_pipeline);
     suite_add_tcase(su, tc);
     return su;
