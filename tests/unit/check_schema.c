@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Behaviour of events/schema.c beyond the official suite: error text (pointer,
+/* Behaviour of events/schema*.c beyond the official suite: error text (pointer,
  * keyword, what), $ref across files and base URIs, regex translation, API. */
 #include <check.h>
 #include <jansson.h>
