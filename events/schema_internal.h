@@ -15,7 +15,7 @@
 /* How deep validation may nest (subschemas plus $ref hops) before a schema is
  * declared cyclic: a {"$ref": "#"} loop must end in an error, not a crash. */
 #define MAX_DEPTH 512
-#define MAX_OPS 34
+#define MAX_OPS 36
 
 /* ---- growable string and pointer vector (schema.c) ---------------------- */
 
@@ -123,7 +123,7 @@ struct snode {
     size_t max_length, min_length, max_items, min_items, max_props, min_props;
     regex_t pattern;
     bool has_pattern, unique_items;
-    const char *pattern_src, *format;
+    const char *pattern_src, *format, *content_encoding, *content_media;
     snode *items_one;
     subs items_arr, all_of, any_of, one_of;
     snode *additional_items, *contains;
@@ -183,10 +183,11 @@ typedef struct ev_sch_keyword {
 #define OFF(field) offsetof(snode, field)
 
 /* The keyword tables, in checking order (the order decides which failure is
- * reported first): values (schema_keywords.c), then format (schema_formats.c),
+ * reported first): values (schema_keywords.c), then format and content
+ * (schema_formats.c),
  * then arrays, objects and combinations (schema_keywords_struct.c). */
 #define EV_SCH_N_VALUE 11
-#define EV_SCH_N_FORMAT 1
+#define EV_SCH_N_FORMAT 3
 #define EV_SCH_N_STRUCT 22
 extern const ev_sch_keyword ev_sch_kw_value[EV_SCH_N_VALUE];
 extern const ev_sch_keyword ev_sch_kw_format[EV_SCH_N_FORMAT];
