@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+#include "envelope.h"
 
 static const char usage[] =
     "usage: choreo topics [--create [--partitions N] [--replication R]]\n"
@@ -87,6 +89,25 @@ static void print_row(json_t *d)
     printf("\n");
 }
 
+/* After CreateTopics the broker's metadata may lag a moment behind: waits up to
+ * 5 s until every topic shows (the listing then says what is true). */
+static void wait_visible(cli_ctx *ctx, rd_kafka_t *rk, char **topics)
+{
+    int64_t deadline = ev_mono_ms() + 5000;
+    for (size_t i = 0; topics[i] != NULL;) {
+        int n = 0;
+        if (cli_partition_count(ctx, rk, topics[i], &n) != CLI_OK)
+            return;
+        if (n > 0) {
+            i++;
+            continue;
+        }
+        if (ev_mono_ms() >= deadline)
+            return;
+        nanosleep(&(struct timespec){0, 200 * 1000000L}, NULL);
+    }
+}
+
 static int list(cli_ctx *ctx, rd_kafka_t *rk, char **topics)
 {
     json_t *all = json_array();
@@ -139,8 +160,11 @@ int cli_topics(cli_ctx *ctx, int argc, char **argv)
     if (topics == NULL)
         return CLI_FAIL;
     rc = cli_kafka_new(ctx, RD_KAFKA_PRODUCER, NULL, &rk);
-    if (rc == CLI_OK && create)
+    if (rc == CLI_OK && create) {
         rc = cli_topics_create(ctx, rk, topics, (int)partitions, (int)replication);
+        if (rc == CLI_OK)
+            wait_visible(ctx, rk, topics);
+    }
     if (rc == CLI_OK)
         rc = list(ctx, rk, topics);
     if (rk != NULL)

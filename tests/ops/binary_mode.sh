@@ -39,12 +39,8 @@ wait_in() { # wait_in TOPIC PATTERN SECONDS
 bsend customers c1 customer.registered "cust-$$" \
     '{"customer_id":"c1","name":"Ada","email":"ada@example.com","credit_limit_cents":100000}'
 bsend inventory sku-1 stock.added "stock-$$" '{"sku":"sku-1","qty":5}'
-deadline=$(($(date +%s) + 20))
-until CHOREO_DATA_DIR="$TMP/payments" "$BUILD/bin/payments" --dump 2>/dev/null | grep -q '"c1"' &&
-    CHOREO_DATA_DIR="$TMP/inventory" "$BUILD/bin/inventory" --dump 2>/dev/null | grep -q '"sku-1"'; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "binary customer or stock not applied in 20 s"
-    sleep 0.2
-done
+wait_dump 20 payments '"c1"' inventory '"sku-1"' ||
+    fail "binary customer or stock not applied in 20 s"
 ok "binary customer.registered and stock.added applied"
 
 OID="order-$$-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
@@ -83,9 +79,5 @@ run 0 "$CHOREO" produce stock.added --binary --data '{"sku":"sku-2","qty":7}'
 wait_in inventory 'ce_type=stock.added' 10 || fail "no binary record from choreo produce --binary"
 grep -F 'sku-2' "$TMP/read.txt" | grep -qF 'ce_specversion=1.0' ||
     fail "choreo produce --binary did not send ce_* headers: $(grep -F sku-2 "$TMP/read.txt")"
-deadline=$(($(date +%s) + 20))
-until CHOREO_DATA_DIR="$TMP/inventory" "$BUILD/bin/inventory" --dump 2>/dev/null | grep -q '"sku-2"'; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "stock from choreo produce --binary not applied in 20 s"
-    sleep 0.2
-done
+wait_dump 20 inventory '"sku-2"' || fail "stock from choreo produce --binary not applied in 20 s"
 ok "choreo produce --binary sends binary mode, and the services apply it"

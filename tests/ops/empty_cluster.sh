@@ -59,12 +59,7 @@ wait_for() { # wait_for TOPIC PATTERN SECONDS
     done
 }
 # payments and inventory have applied them once they show in their dumps.
-deadline=$(($(date +%s) + 20))
-until CHOREO_DATA_DIR="$TMP/payments" "$BUILD/bin/payments" --dump 2>/dev/null | grep -q '"c1"' &&
-    CHOREO_DATA_DIR="$TMP/inventory" "$BUILD/bin/inventory" --dump 2>/dev/null | grep -q '"sku-1"'; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "customer or stock not applied in 20 s"
-    sleep 0.2
-done
+wait_dump 20 payments '"c1"' inventory '"sku-1"' || fail "customer or stock not applied in 20 s"
 send orders o1 "$(ce order.placed o1 "$(ORDER_DATA o1 c1 sku-1)")"
 wait_for orders '"type":"order.completed","subject":"o1"' 10 ||
     { grep -o '"type":"[a-z_.]*"' "$TMP/read.txt" >&2; fail "order o1 not completed within 10 s"; }

@@ -150,12 +150,7 @@ produce() { # produce TYPE DATA: as cli, must succeed
 }
 produce customer.registered '{"customer_id":"c1","name":"Ada","email":"ada@example.com","credit_limit_cents":100000}'
 produce stock.added '{"sku":"sku-1","qty":5}'
-deadline=$(($(date +%s) + 30))
-until CHOREO_DATA_DIR="$TMP/payments" "$BUILD/bin/payments" --dump 2>/dev/null | grep -q '"c1"' &&
-    CHOREO_DATA_DIR="$TMP/inventory" "$BUILD/bin/inventory" --dump 2>/dev/null | grep -q '"sku-1"'; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "customer or stock not applied in 30 s"
-    sleep 0.2
-done
+wait_dump 30 payments '"c1"' inventory '"sku-1"' || fail "customer or stock not applied in 30 s"
 t=$(date +%s)
 produce order.placed "$(ORDER_DATA o1 c1 sku-1)"
 "$CHOREO" tail orders --from-beginning --key o1 --until order.completed --timeout 30s \

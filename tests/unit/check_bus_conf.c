@@ -10,28 +10,13 @@
 
 #include "bus.h"
 #include "log.h"
+#include "mock_cluster.h"
 
-typedef struct mock {
-    rd_kafka_t *owner; /* hosts the mock cluster */
-    rd_kafka_mock_cluster_t *mc;
-} mock;
-
-static void mock_up(mock *m)
+/* Three mock brokers with the topic "t-conf" (3 partitions, 3 replicas). */
+static void conf_cluster(harness_mock *m)
 {
-    char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
-    m->owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    ck_assert_ptr_nonnull(m->owner);
-    m->mc = rd_kafka_mock_cluster_new(m->owner, 3);
-    ck_assert_ptr_nonnull(m->mc);
+    harness_mock_up(m, 3, false);
     ck_assert_int_eq(rd_kafka_mock_topic_create(m->mc, "t-conf", 3, 3), 0);
-}
-
-static void mock_down(mock *m)
-{
-    rd_kafka_mock_cluster_destroy(m->mc);
-    rd_kafka_destroy(m->owner);
 }
 
 /* The producer's effective value of a property, as librdkafka reports it. */
@@ -60,8 +45,8 @@ static void on_delivery(void *arg, void *opaque, int err, const char *errstr,
 
 START_TEST(producer_is_idempotent_with_acks_all)
 {
-    mock m;
-    mock_up(&m);
+    harness_mock m;
+    conf_cluster(&m);
     ev_producer *p = NULL;
     ev_error err = {0};
     int delivered = 0;
@@ -77,7 +62,7 @@ START_TEST(producer_is_idempotent_with_acks_all)
     ck_assert_int_eq(ev_producer_flush(p, 10000, &err), 0);
     ck_assert_int_eq(delivered, 1);
     ev_producer_free(p);
-    mock_down(&m);
+    harness_mock_down(&m);
 }
 END_TEST
 
@@ -100,8 +85,8 @@ static const struct env_case {
 START_TEST(environment_may_not_weaken_durability)
 {
     const struct env_case *c = &env_cases[_i];
-    mock m;
-    mock_up(&m);
+    harness_mock m;
+    conf_cluster(&m);
     for (int k = 0; k < 2 && c->env[k][0]; k++)
         setenv(c->env[k][0], c->env[k][1], 1);
     ev_producer *p = NULL;
@@ -120,7 +105,7 @@ START_TEST(environment_may_not_weaken_durability)
     }
     for (int k = 0; k < 2 && c->env[k][0]; k++)
         unsetenv(c->env[k][0]);
-    mock_down(&m);
+    harness_mock_down(&m);
 }
 END_TEST
 

@@ -12,43 +12,13 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "mock_cluster.h"
 #include "topics.h"
-
-typedef struct mock {
-    rd_kafka_t *owner; /* hosts the mock cluster */
-    rd_kafka_mock_cluster_t *mc;
-    rd_kafka_t *client; /* what the code under test uses */
-} mock;
-
-static void mock_up(mock *m, int brokers)
-{
-    char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
-    m->owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    ck_assert_ptr_nonnull(m->owner);
-    m->mc = rd_kafka_mock_cluster_new(m->owner, brokers);
-    ck_assert_ptr_nonnull(m->mc);
-    conf = rd_kafka_conf_new();
-    ck_assert_int_eq(rd_kafka_conf_set(conf, "bootstrap.servers",
-                                       rd_kafka_mock_cluster_bootstraps(m->mc), errstr,
-                                       sizeof(errstr)),
-                     RD_KAFKA_CONF_OK);
-    m->client = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    ck_assert_ptr_nonnull(m->client);
-}
-
-static void mock_down(mock *m)
-{
-    rd_kafka_destroy(m->client);
-    rd_kafka_mock_cluster_destroy(m->mc);
-    rd_kafka_destroy(m->owner);
-}
 
 START_TEST(missing_topics_are_named)
 {
-    mock m;
-    mock_up(&m, 3);
+    harness_mock m;
+    harness_mock_up(&m, 3, true);
     ck_assert_int_eq(rd_kafka_mock_topic_create(m.mc, "t-orders", 3, 3), 0);
     const char *topics[] = {"t-orders", "t-customers", "t-dlq.orders", NULL};
     size_t missing = 0;
@@ -61,14 +31,14 @@ START_TEST(missing_topics_are_named)
     ck_assert_uint_eq(missing, 2);
     ck_assert_str_eq(list, "t-customers,t-dlq.orders");
     ck_assert_int_eq(brokers, 3);
-    mock_down(&m);
+    harness_mock_down(&m);
 }
 END_TEST
 
 START_TEST(list_truncates_with_ellipsis)
 {
-    mock m;
-    mock_up(&m, 1);
+    harness_mock m;
+    harness_mock_up(&m, 1, true);
     const char *topics[] = {"a-very-long-topic-name-one", "a-very-long-topic-name-two",
                             NULL};
     size_t missing = 0;
@@ -80,7 +50,7 @@ START_TEST(list_truncates_with_ellipsis)
     ck_assert_uint_eq(missing, 2);
     ck_assert_uint_eq(strlen(list), sizeof(list) - 1);
     ck_assert_str_eq(list + strlen(list) - 3, "...");
-    mock_down(&m);
+    harness_mock_down(&m);
 }
 END_TEST
 
@@ -101,8 +71,8 @@ static void *create_later(void *arg)
  * ensure must wait, then return once someone else made the topic. */
 START_TEST(ensure_waits_for_topics_it_cannot_create)
 {
-    mock m;
-    mock_up(&m, 1);
+    harness_mock m;
+    harness_mock_up(&m, 1, true);
     later l = {m.mc, 1500};
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, create_later, &l), 0);
@@ -115,14 +85,14 @@ START_TEST(ensure_waits_for_topics_it_cannot_create)
     pthread_join(th, NULL);
     ck_assert_msg(rc == 0, "ensure: %s", err.text);
     ck_assert_int_ge(took, 1400); /* it did wait for the topic */
-    mock_down(&m);
+    harness_mock_down(&m);
 }
 END_TEST
 
 START_TEST(ensure_gives_up_on_stop_naming_the_topics)
 {
-    mock m;
-    mock_up(&m, 1);
+    harness_mock m;
+    harness_mock_up(&m, 1, true);
     volatile sig_atomic_t stop = 0;
     const char *topics[] = {"t-never", NULL};
     ev_topics_ensure_opts o = {.partitions = 3, .poll_ms = 50, .wait_ms = 300};
@@ -133,19 +103,19 @@ START_TEST(ensure_gives_up_on_stop_naming_the_topics)
     o.wait_ms = -1;
     o.stop = &stop;
     ck_assert_int_eq(ev_topics_ensure(m.client, topics, &o, &err), EV_ETIMEOUT);
-    mock_down(&m);
+    harness_mock_down(&m);
 }
 END_TEST
 
 START_TEST(create_rejects_zero_partitions)
 {
-    mock m;
-    mock_up(&m, 1);
+    harness_mock m;
+    harness_mock_up(&m, 1, true);
     const char *topics[] = {"t-x", NULL};
     ev_error err = {0};
     ck_assert_int_eq(ev_topics_create(m.client, topics, 0, 1, 1000, NULL, &err),
                      EV_EINVAL);
-    mock_down(&m);
+    harness_mock_down(&m);
 }
 END_TEST
 
