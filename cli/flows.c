@@ -94,7 +94,7 @@ static void fmt_ms(char *out, size_t cap, double ms, json_int_t n)
 static void print_steps(const flows_cmd *c, const json_t *r)
 {
     cli_ctx *ctx = c->ctx;
-    printf("%s%-22s %-14s %9s %6s %8s %6s %8s %8s %8s%s\n", cli_color(ctx, CLI_BOLD),
+    printf("\n%s%-22s %-14s %9s %6s %8s %6s %8s %8s %8s%s\n", cli_color(ctx, CLI_BOLD),
            "STEP", "SERVICE", "IN FLIGHT", "STUCK", "EVENTS", "/MIN", "p50 ms", "p90 ms",
            "p99 ms", cli_color(ctx, CLI_RESET));
     size_t i;
@@ -187,7 +187,7 @@ static void print_text(const flows_cmd *c, const json_t *r, bool screen)
            jstr(r, "now"));
     printf(
         "%lld records read, %lld flow events (%lld duplicates, %lld late), %lld flows: "
-        "%lld in flight, %lld finished\n\n",
+        "%lld in flight, %lld finished\n",
         (long long)jint(rd, "records"), (long long)jint(rd, "flow_events"),
         (long long)jint(tot, "duplicates"), (long long)jint(tot, "late"),
         (long long)jint(tot, "flows"), (long long)jint(tot, "in_flight"),

@@ -101,9 +101,7 @@ int cli_flows_feed_poll(cli_flows_feed *feed, int wait_ms, int budget_ms)
             rd_kafka_message_destroy(m);
             rc = CLI_READ_MSG;
         }
-    } while ((got == CLI_READ_MSG ||
-              (got == CLI_READ_NONE && rc == CLI_READ_MSG && ev_mono_ms() < until)) &&
-             ev_mono_ms() < until);
+    } while (got == CLI_READ_MSG && ev_mono_ms() < until);
     if (got == CLI_READ_DONE || got == CLI_READ_ERROR) {
         if (feed->read_ms == 0)
             feed->read_ms = ev_mono_ms() - feed->started;

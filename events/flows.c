@@ -502,17 +502,20 @@ static void set_time(fl_flow *fl, size_t s, int64_t t)
     fl->dt[s] = (int32_t)(d > INT32_MAX ? INT32_MAX : d);
 }
 
-/* Cause to effect for every edge into s and out of s whose other end is seen. */
+/* Cause to effect for every edge into s and out of s whose other end is seen;
+ * an effect timed before its cause came by another path (a customer's cancel
+ * after payment) and is not measured. */
 static void record_latency(ev_flows *f, const fl_flow *fl, size_t s)
 {
     int64_t t = fl_step_time(fl, s);
     for (size_t p = 0; p < f->n_steps; p++) {
         if (!(fl->seen >> p & 1) || p == s)
             continue;
-        if (f->steps[s].pred >> p & 1)
-            hist_add(&f->edges[f->edge_of[p][s]].h, t - fl_step_time(fl, p));
-        if (f->steps[s].succ >> p & 1)
-            hist_add(&f->edges[f->edge_of[s][p]].h, fl_step_time(fl, p) - t);
+        int64_t tp = fl_step_time(fl, p);
+        if ((f->steps[s].pred >> p & 1) && t >= tp)
+            hist_add(&f->edges[f->edge_of[p][s]].h, t - tp);
+        if ((f->steps[s].succ >> p & 1) && tp >= t)
+            hist_add(&f->edges[f->edge_of[s][p]].h, tp - t);
     }
 }
 
