@@ -53,6 +53,8 @@ CLI_SRC  := $(wildcard cli/*.c)
 CLI_BIN  := $(BUILD)/bin/choreo
 CLI_LIB_OBJ := $(filter-out %/cli/main.o,$(CLI_SRC:%.c=$(BUILD)/obj/%.o))
 LIBCLI   := $(BUILD)/lib/libcli.a
+# The flow board's page (cli/board.html), embedded in choreo as a byte array.
+BOARD_PAGE := $(BUILD)/obj/gen/board_page.o
 
 HARNESS_SRC := $(wildcard tests/harness/*.c)
 HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/obj/%.o)
@@ -105,12 +107,25 @@ $(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$(subst .c,.o,$$(wildcard services/$
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(CLI_BIN): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(LIBEV)
+$(CLI_BIN): $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(BOARD_PAGE) $(LIBEV)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/gen/board_page.c: cli/board.html
+	@mkdir -p $(@D)
+	{ echo '/* Generated from cli/board.html by the Makefile. */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'const unsigned char cli_board_page[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'const size_t cli_board_page_len = sizeof(cli_board_page);'; } >$@
+
+$(BOARD_PAGE): $(BUILD)/gen/board_page.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
 # The CLI without its main(), for the NDJSON fuzz target.
-$(LIBCLI): $(CLI_LIB_OBJ)
+$(LIBCLI): $(CLI_LIB_OBJ) $(BOARD_PAGE)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 

@@ -50,6 +50,12 @@ int cli_validate(cli_ctx *ctx, int argc, char **argv);
 int cli_dlq(cli_ctx *ctx, int argc, char **argv);
 int cli_load(cli_ctx *ctx, int argc, char **argv);
 int cli_acl(cli_ctx *ctx, int argc, char **argv);
+int cli_flows(cli_ctx *ctx, int argc, char **argv);
+int cli_board(cli_ctx *ctx, int argc, char **argv);
+
+/* What a service's consumer group says of the service, in the words of
+ * `choreo trace` (cli/flows_feed.c): not running, behind, or caught up. */
+const char *cli_group_verdict(int members, int64_t lag);
 
 /* ---- options (cli/options.c) ---- */
 

@@ -26,6 +26,8 @@ static const cli_command commands[] = {
     {"dlq", "list or replay a service's dead letters", cli_dlq},
     {"load", "place many orders and report throughput and latency", cli_load},
     {"acl", "each service's Kafka ACLs from the contract; --apply creates them", cli_acl},
+    {"flows", "every flow at once: steps in flight, latency, outcomes, stuck", cli_flows},
+    {"board", "the live flow board in a browser (HTTP, Server-Sent Events)", cli_board},
     {NULL, NULL, NULL},
 };
 

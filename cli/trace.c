@@ -217,6 +217,8 @@ static void add_group_state(trace *t, json_t *missing)
             json_object_set_new(m, "group", json_string(group));
             json_object_set_new(m, "members", json_integer(members));
             json_object_set_new(m, "lag", json_integer(lag));
+            json_object_set_new(m, "status",
+                                json_string(cli_group_verdict(members, lag)));
         }
         cli_strv_free(topics);
     }
@@ -298,12 +300,10 @@ static void print_missing(const trace *t, json_t *missing)
             continue;
         json_int_t members = json_integer_value(json_object_get(m, "members"));
         json_int_t lag = json_integer_value(json_object_get(m, "lag"));
-        printf("  group %s: %lld member%s, lag %lld%s\n",
+        printf("  group %s: %lld member%s, lag %lld — %s\n",
                json_string_value(json_object_get(m, "group")), (long long)members,
                members == 1 ? "" : "s", (long long)lag,
-               members == 0 ? " — the service is not running; start it"
-               : lag > 0    ? " — the service is behind; see `choreo watch`"
-                            : " — caught up; check its log and `choreo dlq list`");
+               json_string_value(json_object_get(m, "status")));
     }
 }
 

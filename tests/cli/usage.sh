@@ -2,7 +2,7 @@
 # Usage errors exit 2 with a hint; --help exits 0 for every subcommand.
 . "$(dirname "$0")/lib.inc"
 
-for cmd in produce tail watch trace flow topics validate dlq load; do
+for cmd in produce tail watch trace flow topics validate dlq load flows board; do
     run 0 "$CHOREO" "$cmd" --help
     has "$TMP/out" "usage: choreo $cmd"
     run 2 "$CHOREO" "$cmd" --no-such-option
@@ -30,4 +30,6 @@ run 2 "$CHOREO" dlq burn orders
 run 2 "$CHOREO" load
 has "$TMP/err" "--orders N is required"
 run 2 "$CHOREO" topics --partitions 0
+run 2 "$CHOREO" flows --since soon
+run 2 "$CHOREO" board --addr nowhere
 ok "missing and bad arguments exit 2"
