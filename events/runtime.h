@@ -80,6 +80,17 @@ int ev_service_main(const ev_service_def *def, int argc, char **argv);
  * to the outbox in the current transaction. data is stolen. */
 int ev_emit(ev_ctx *ctx, const char *type, json_t *data, ev_error *err);
 
+/* Emits an event of a deferred action: one that waited, in the store, for a
+ * second fact and is released by the event being handled. It belongs to the
+ * flow of the stored fact it acts for (origin_id, in flow correlationid;
+ * NULL or "" = origin_id's own flow), whatever event released it: id =
+ * UUIDv5 of (origin_id, type, 0), so the same whichever fact came last (at
+ * most one event of a type per origin); causationid = causationid, or when
+ * NULL the event being handled. With no origin_id it is ev_emit. data is
+ * stolen. */
+int ev_emit_deferred(ev_ctx *ctx, const char *type, json_t *data, const char *origin_id,
+                     const char *correlationid, const char *causationid, ev_error *err);
+
 /* Arms (or moves) the timer (key, kind) to fire after delay_ms, carrying the
  * current event's correlation and causation. */
 int ev_timer_arm(ev_ctx *ctx, const char *key, const char *kind, int64_t delay_ms,
