@@ -217,8 +217,11 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, size_t in
     const char *label =
         ev_binding_peek_type(val, len, ev_binding_headers_of(m), type) ? type : NULL;
     count_rec(rt, EV_MC_CONSUMED, label, val, len);
-    int rc = 0;
-    if (skip_fast(rt, m, label, val, len)) {
+    bool timer = false;
+    int rc = ev_rt_timer_replay(rt, m, now, &timer, err);
+    if (rc != 0)
+        return rc;
+    if (timer || skip_fast(rt, m, label, val, len)) {
         if (p->retry_offset == m->offset)
             p->retry_offset = -1;
         goto advance;

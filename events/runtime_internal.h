@@ -167,6 +167,14 @@ int64_t ev_rt_backoff_ms(const ev_config *cfg, int attempts);
 /* Fires the due timers (up to a fixed number per batch) inside the batch's
  * transaction; nonzero only for fatal errors. */
 int ev_rt_fire_due_timers(ev_runtime *rt, int64_t now, ev_error *err);
+/* A timer's dead letter sent back by `choreo dlq replay` (header timer.kind,
+ * the timer's synthetic envelope as value): *handled true. When it is this
+ * service's timer it is armed again, due now, in the batch's transaction (it
+ * fires as it would have: its handler decides on the current state and its
+ * events keep their derived ids); another service's is skipped. 0, or a
+ * store error. */
+int ev_rt_timer_replay(ev_runtime *rt, const rd_kafka_message_t *m, int64_t now,
+                       bool *handled, ev_error *err);
 
 /* ---- runtime_rebuild.c, runtime_verify.c ---- */
 
