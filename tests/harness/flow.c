@@ -119,6 +119,11 @@ const char *flow_instance_dir(flow *f, const char *service, int idx)
     return i < 0 ? NULL : f->dirs[i][idx];
 }
 
+const char *flow_prefix(const flow *f)
+{
+    return f->prefix;
+}
+
 bool flow_uses_pg(const flow *f)
 {
     return f->pg;

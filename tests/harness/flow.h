@@ -66,6 +66,8 @@ flow *flow_new(const char *name, const flow_opts *opts);
  * them and prints their names with the tail of every instance's log. Returns
  * the process exit code: 0 when no check failed. */
 int flow_end(flow *f);
+/* The run's topic prefix (borrowed). */
+const char *flow_prefix(const flow *f);
 /* True when the run's services store on PostgreSQL. */
 bool flow_uses_pg(const flow *f);
 /* The service's PostgreSQL schema (borrowed), NULL on SQLite or for an
