@@ -583,15 +583,15 @@ int ev_rt_rebuild(const ev_service_def *def, const ev_config *cfg,
         b.published = b.would = NULL;
         res->kept = b.kept;
     }
-cleanup:
-    if (b.rk != NULL) {
-        rd_kafka_consumer_close(b.rk);
-        rd_kafka_destroy(b.rk);
-    }
+cleanup: /* records first: rd_kafka_destroy waits for every one to be freed */
     for (size_t i = 0; i < b.n_parts; i++) {
         for (size_t k = 0; k < b.parts[i].n; k++)
             rd_kafka_message_destroy(b.parts[i].q[b.parts[i].head + k]);
         free(b.parts[i].q);
+    }
+    if (b.rk != NULL) {
+        rd_kafka_consumer_close(b.rk);
+        rd_kafka_destroy(b.rk);
     }
     free(b.parts);
     ev_rt_ids_free(b.published);

@@ -108,10 +108,13 @@ static int ntf_maildir(ev_ctx *ctx, char *dir, size_t cap, ev_error *err)
     char path[1024];
     if ((size_t)snprintf(dir, cap, "%s/maildir", data) >= cap)
         return ev_error_set(err, EV_EINVAL, "maildir path too long");
+    int rc = ntf_mkdir(data, err); /* a store elsewhere (PostgreSQL) made none */
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if ((size_t)snprintf(path, sizeof(path), "%s%s", dir, subs[i]) >= sizeof(path))
             return ev_error_set(err, EV_EINVAL, "maildir path too long");
-        int rc = ntf_mkdir(path, err);
+        rc = ntf_mkdir(path, err);
         if (rc < 0)
             return rc;
     }

@@ -128,15 +128,28 @@ static void verify_all(flow *f)
     }
 }
 
-/* --rebuild into an empty store of each service: same dump as the live one. */
-static void rebuild_all(flow *f, const char *base)
+/* --rebuild into an empty store of each service: same dump as the live one.
+ * pg: into a fresh PostgreSQL schema (from SQLite to PostgreSQL), else into an
+ * empty SQLite data dir. */
+static void rebuild_all(flow *f, const char *base, bool pg)
 {
     for (int i = 0; i < FLOW_N_SERVICES; i++) {
         const char *svc = flow_services[i];
-        char env[800], *out = NULL;
-        snprintf(env, sizeof(env),
-                 "CHOREO_DATA_DIR=%s/rebuilt-%s CHOREO_STORE CHOREO_STORE_SCHEMA", base,
-                 svc);
+        char env[1400], schema[64], base_name[32], *out = NULL;
+        snprintf(base_name, sizeof(base_name), "rebuilt_%s", svc);
+        if (pg && harness_pg_fresh_schema(schema, sizeof(schema), base_name) != 0) {
+            FLOW_CHECK(f, false, "a fresh schema for %s", svc);
+            continue;
+        }
+        if (pg)
+            snprintf(env, sizeof(env),
+                     "CHOREO_DATA_DIR=%s/rebuilt-pg-%s CHOREO_STORE=%s "
+                     "CHOREO_STORE_SCHEMA=%s",
+                     base, svc, harness_pg_uri(), schema);
+        else
+            snprintf(env, sizeof(env),
+                     "CHOREO_DATA_DIR=%s/rebuilt-%s CHOREO_STORE CHOREO_STORE_SCHEMA",
+                     base, svc);
         int st = flow_run_service(f, svc, NULL, env, REBUILD, RUN_MS, &out);
         FLOW_CHECK(f, st == 0 && out && strstr(out, ", 0 not published"),
                    "%s --rebuild exit %d:\n%s", svc, st, out ? out : "");
@@ -150,9 +163,14 @@ static void rebuild_all(flow *f, const char *base)
         normalize(rebuilt);
         normalize(live);
         FLOW_CHECK(f, rebuilt && live && json_equal(rebuilt, live),
-                   "%s: rebuilt dump equals the live dump", svc);
+                   "%s: rebuilt dump (%s) equals the live dump", svc,
+                   pg ? "PostgreSQL" : "SQLite");
         json_decref(rebuilt);
         json_decref(live);
+        char sql[200];
+        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE", schema);
+        if (pg && !flow_failed(f))
+            harness_pg_exec(sql);
     }
 }
 
@@ -305,7 +323,9 @@ int main(void)
     flow_check_invariants(f, id_ptrs, N_ORDERS);
     if (!flow_failed(f)) {
         verify_all(f);
-        rebuild_all(f, base);
+        rebuild_all(f, base, false);
+        if (harness_pg_uri() != NULL)
+            rebuild_all(f, base, true);
         broken(f);
         if (!flow_uses_pg(f))
             resume(f, base);
