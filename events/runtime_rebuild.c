@@ -20,6 +20,9 @@
 #define RB_IDLE_MS 30000 /* records missing and none arriving: give up */
 #define RB_META_MS 10000 /* metadata and watermark queries */
 #define RB_TIMER_LOOPS 100000
+#ifndef RB_QUEUE_MAX
+#define RB_QUEUE_MAX 20000 /* records held per partition before it is paused */
+#endif
 
 /* One partition read: an input one feeds the handlers, an emitted one tells
  * which of the service's events are already published (a topic may be both). */
@@ -31,6 +34,7 @@ typedef struct rb_part {
     int64_t next;           /* next offset expected from the broker */
     rd_kafka_message_t **q; /* input records read, not applied yet */
     size_t head, n, cap;
+    bool paused; /* RB_QUEUE_MAX records held: no fetching until half are applied */
 } rb_part;
 
 typedef struct rebuild {
@@ -220,11 +224,38 @@ static int enqueue(rb_part *p, rd_kafka_message_t *m)
     return 0;
 }
 
+/* Holds back a partition far ahead in record time (bounded memory), or lets
+ * it go on from the next offset it needs (what was fetched meanwhile is
+ * dropped by the seek, or ignored by take as already seen). */
+static int pause_part(rebuild *b, rb_part *p, bool pause, ev_error *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->next;
+    rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(b->rk, l)
+                                  : rd_kafka_resume_partitions(b->rk, l);
+    rd_kafka_error_t *se = NULL;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && !pause)
+        se = rd_kafka_seek_partitions(b->rk, l, RB_META_MS);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && se == NULL && l->elems[0].err != 0)
+        e = l->elems[0].err;
+    int rc = 0;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || se != NULL)
+        rc = ev_error_set(err, EV_EBUS, "%s %s [%d]: %s", pause ? "pause" : "resume",
+                          p->topic, (int)p->partition,
+                          se ? rd_kafka_error_string(se) : rd_kafka_err2str(e));
+    if (se != NULL)
+        rd_kafka_error_destroy(se);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (rc == 0)
+        p->paused = pause;
+    return rc;
+}
+
 /* One consumed record: checked for gaps, noted, queued. 0 or an error. */
 static int take(rebuild *b, rd_kafka_message_t *m, ev_error *err)
 {
     rb_part *p = part_find(b, rd_kafka_topic_name(m->rkt), m->partition);
-    if (p == NULL || m->offset >= p->end) {
+    if (p == NULL || m->offset >= p->end || m->offset < p->next) { /* or seen */
         rd_kafka_message_destroy(m);
         return 0;
     }
@@ -242,7 +273,7 @@ static int take(rebuild *b, rd_kafka_message_t *m, ev_error *err)
         if (enqueue(p, m) != 0)
             rc = ev_error_set(err, EV_ENOMEM, "record queue: out of memory");
         else
-            return 0;
+            return p->n >= RB_QUEUE_MAX ? pause_part(b, p, true, err) : 0;
     }
     rd_kafka_message_destroy(m);
     return rc;
@@ -343,6 +374,16 @@ static rd_kafka_message_t *pop(rebuild *b, int i)
     return m;
 }
 
+/* Lets the paused partitions that are half drained fetch again. */
+static int resume_drained(rebuild *b, ev_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b->n_parts; i++)
+        if (b->parts[i].paused && b->parts[i].n <= RB_QUEUE_MAX / 2)
+            rc = pause_part(b, &b->parts[i], false, err);
+    return rc;
+}
+
 /* Fires the timers due by until, in due order, each at its due time. */
 static int timers_until(rebuild *b, int64_t until, ev_error *err)
 {
@@ -412,6 +453,8 @@ static int replay(rebuild *b, volatile sig_atomic_t *stop, ev_error *err)
             rc = apply_some(b, msgs, err);
         else
             rc = fill(b, &idle_since, err);
+        if (rc == 0)
+            rc = resume_drained(b, err);
     }
     free(msgs);
     if (rc == 0) /* what the live service had fired by the time the rebuild began */
