@@ -20,7 +20,10 @@ static const char usage[] =
     "partition and offset, the error, the time, and the event id and type when the\n"
     "record is an event. replay sends the original bytes (same key, same headers\n"
     "but the dead-letter ones) back to the original topic: every dead letter, or\n"
-    "the one whose event id is --id, or the one at dlq offset --offset.\n"
+    "the one whose event id is --id, or the one at dlq offset --offset. A timer's\n"
+    "dead letter goes to the first topic SERVICE consumes, where the service arms\n"
+    "that timer again, due at once: it fires in the service's own transaction and\n"
+    "its events keep their ids, so a replay acts at most once downstream.\n"
     "\n"
     "Options:\n"
     "      --id EVENT_ID      replay only the dead letter of this event\n"
@@ -129,6 +132,7 @@ static bool selected(const selector *s, const json_t *e)
 /* Reads the whole DLQ; with replay, sends each selected entry back. */
 typedef struct replay {
     ev_producer *p;
+    const char *service;
     size_t sent;
     int failed;
 } replay;
@@ -155,11 +159,20 @@ static int replay_one(cli_ctx *ctx, replay *r, const rd_kafka_message_t *m, json
     size_t nh = 0;
     const char *topic = json_string_value(
         json_object_get(json_object_get(e, "headers"), "original.topic"));
+    char timer_topic[CLI_TOPIC_MAX];
     if (topic == NULL)
-        return cli_fail(ctx,
-                        "dlq offset %lld has no original.topic (a timer's dead "
-                        "letter?); not replayed",
+        return cli_fail(ctx, "dlq offset %lld has no original.topic; not replayed",
                         (long long)m->offset);
+    if (strcmp(topic, "timer") == 0) { /* back to the service, which re-arms it */
+        const char *const *in = ev_contract_service_topics(ctx->contract, r->service);
+        if (in == NULL || in[0] == NULL)
+            return cli_fail(ctx,
+                            "dlq offset %lld: %s consumes no topic to replay its "
+                            "timer through",
+                            (long long)m->offset, r->service);
+        cli_topic(ctx, in[0], timer_topic);
+        topic = timer_topic;
+    }
     const char *name;
     json_t *v;
     json_object_foreach(json_object_get(e, "headers"), name, v)
@@ -223,9 +236,10 @@ static int list_dlq(cli_ctx *ctx, const char *topic)
     return rc;
 }
 
-static int replay_dlq(cli_ctx *ctx, const char *topic, const selector *s)
+static int replay_dlq(cli_ctx *ctx, const char *service, const char *topic,
+                      const selector *s)
 {
-    replay r = {0};
+    replay r = {.service = service};
     ev_error err;
     if (ev_producer_new(&r.p, ctx->cfg.brokers, "choreo-cli", on_delivery, &r, &err) != 0)
         return cli_fail(ctx, "producer: %s", err.text);
@@ -287,5 +301,6 @@ int cli_dlq(cli_ctx *ctx, int argc, char **argv)
         return cli_fail(ctx, "unknown service '%s'; `choreo flow` lists the services",
                         argv[optind + 1]);
     cli_dlq_topic(ctx, argv[optind + 1], topic);
-    return replay_cmd ? replay_dlq(ctx, topic, &s) : list_dlq(ctx, topic);
+    return replay_cmd ? replay_dlq(ctx, argv[optind + 1], topic, &s)
+                      : list_dlq(ctx, topic);
 }

@@ -154,7 +154,7 @@ int ev_rt_open_store(ev_store **out, const ev_service_def *def, const ev_config 
     return ev_store_open(out, &o, err);
 }
 
-static int load_contract(ev_runtime *rt, ev_error *err)
+int ev_rt_load_contract(ev_runtime *rt, ev_error *err)
 {
     char path[1024];
     int n = snprintf(path, sizeof(path), "%s/choreography.json", rt->cfg->schema_dir);
@@ -245,7 +245,7 @@ static int rt_open(ev_runtime *rt, ev_error *err)
     if (rc == 0)
         rc = ev_config_topic(cfg, rt->def->name, rt->group, sizeof(rt->group), err);
     if (rc == 0)
-        rc = load_contract(rt, err);
+        rc = ev_rt_load_contract(rt, err);
     if (rc == 0)
         rc = ev_rt_open_store(&rt->store, rt->def, cfg, false, rt->instance, err);
     if (rc == 0)

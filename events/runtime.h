@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -64,9 +66,26 @@ typedef struct ev_service_def {
 int ev_service_run(const ev_service_def *def, const ev_config *cfg,
                    volatile sig_atomic_t *stop, ev_error *err);
 
+/* The service's state from the log alone. Reads the input topics from offset
+ * 0 up to their ends at start, merged by record time, through the handlers
+ * (timers fire on the records' clock, then those due by the start), relaying
+ * nothing; the would-be events already on the topics leave the outbox, the
+ * others stay for the next start to relay, and the offsets let a normal start
+ * resume where the rebuild ended. Refuses a partition that no longer starts
+ * at offset 0 or has a gap (retention, compaction: EV_EINVAL saying so).
+ * verify false (--rebuild): into cfg's store, which must be empty (EV_EINVAL).
+ * verify true (--verify): into a scratch SQLite store, then prints every
+ * difference between its --dump and the live store's and between the ids it
+ * would emit and those the service published; *differences gets how many.
+ * Prints a summary on stdout. 0, or an error (EV_ERETRY: a record or batch
+ * failed transiently, the store holds the rebuild so far). */
+int ev_service_rebuild(const ev_service_def *def, const ev_config *cfg, bool verify,
+                       size_t *differences, volatile sig_atomic_t *stop, ev_error *err);
+
 /* A service's whole main(): config from env and flags (--brokers, --data-dir,
- * --topic-prefix, --log-level, --http-addr, --dump, --help), SIGINT/SIGTERM,
- * run. Returns the process exit code (0 ok, 1 failure, 2 usage). */
+ * --topic-prefix, --log-level, --http-addr, --dump, --rebuild, --verify,
+ * --help), SIGINT/SIGTERM, run. Returns the process exit code (0 ok, 1
+ * failure or --verify found differences, 2 usage). */
 int ev_service_main(const ev_service_def *def, int argc, char **argv);
 
 /* ---- counters, for health and metrics: ev_runtime_stats, ev_runtime_stats_get
@@ -79,6 +98,17 @@ int ev_service_main(const ev_service_def *def, int argc, char **argv);
  * data validated against its schema, topic and key from the contract, written
  * to the outbox in the current transaction. data is stolen. */
 int ev_emit(ev_ctx *ctx, const char *type, json_t *data, ev_error *err);
+
+/* Emits an event of a deferred action: one that waited, in the store, for a
+ * second fact and is released by the event being handled. It belongs to the
+ * flow of the stored fact it acts for (origin_id, in flow correlationid;
+ * NULL or "" = origin_id's own flow), whatever event released it: id =
+ * UUIDv5 of (origin_id, type, 0), so the same whichever fact came last (at
+ * most one event of a type per origin); causationid = causationid, or when
+ * NULL the event being handled. With no origin_id it is ev_emit. data is
+ * stolen. */
+int ev_emit_deferred(ev_ctx *ctx, const char *type, json_t *data, const char *origin_id,
+                     const char *correlationid, const char *causationid, ev_error *err);
 
 /* Arms (or moves) the timer (key, kind) to fire after delay_ms, carrying the
  * current event's correlation and causation. */

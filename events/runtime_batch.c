@@ -220,8 +220,11 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, size_t in
     const char *label =
         ev_binding_peek_type(val, len, ev_binding_headers_of(m), type) ? type : NULL;
     count_rec(rt, EV_MC_CONSUMED, label, val, len);
-    int rc = 0;
-    if (skip_fast(rt, m, label, val, len)) {
+    bool timer = false;
+    int rc = ev_rt_timer_replay(rt, m, now, &timer, err);
+    if (rc != 0)
+        return rc;
+    if (timer || skip_fast(rt, m, label, val, len)) {
         if (p->retry_offset == m->offset)
             p->retry_offset = -1;
         goto advance;
@@ -303,7 +306,8 @@ static void after_commit(ev_runtime *rt, size_t n_deleted)
             continue;
         p->dirty = false;
         ev_error e = {0};
-        if (ev_consumer_store(rt->cons, p->topic, p->partition, p->next, &e) != 0) {
+        if (rt->cons != NULL &&
+            ev_consumer_store(rt->cons, p->topic, p->partition, p->next, &e) != 0) {
             ev_log_where w = {p->topic, p->partition, p->next, NULL};
             ev_log_at(EV_LOG_DEBUG, &w, "offset store skipped", "error=%s", e.text);
         }
@@ -451,6 +455,9 @@ static int batch_retry(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n,
 {
     rt->n_mq = 0;
     int rc = ev_store_rollback(rt->store, err);
+    if (rc == 0 && rt->rebuild) /* nothing to pause: the rebuild stops */
+        rc = ev_error_set(err, why->code ? why->code : EV_ERETRY,
+                          "batch failed during the rebuild: %s", why->text);
     if (rc == 0 && !bs->taken)
         rc = ev_error_set(err, why->code ? why->code : EV_ERETRY,
                           "batch retry (no snapshot to retry from): %s", why->text);
@@ -489,7 +496,7 @@ int ev_rt_run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool pr
                     bool timers, ev_error *err)
 {
     int64_t t0 = ev_metrics_now_us();
-    int64_t now = ev_now_ms();
+    int64_t now = rt->clock_ms > 0 ? rt->clock_ms : ev_now_ms();
     size_t n_deleted = rt->n_done;
     batch_start bs = {.timer_due = rt->next_timer_due,
                       .work = rt->st.applied + rt->st.timers_fired};

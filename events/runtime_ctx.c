@@ -37,7 +37,13 @@ static int key_of(const json_t *data, const char *field, char *out, size_t cap,
     return 0;
 }
 
-static int emit_checked(ev_ctx *ctx, const char *type, json_t *data, ev_error *err)
+/* Where a deferred event comes from (ev_emit_deferred); NULL for ev_emit. */
+typedef struct emit_origin {
+    const char *id, *correlationid, *causationid;
+} emit_origin;
+
+static int emit_checked(ev_ctx *ctx, const char *type, json_t *data, const emit_origin *o,
+                        ev_error *err)
 {
     ev_runtime *rt = ctx->rt;
     const ev_event_route *r = ev_contract_route(rt->contract, type);
@@ -60,13 +66,26 @@ static int emit_checked(ev_ctx *ctx, const char *type, json_t *data, ev_error *e
         json_decref(data);
         return rc;
     }
-    ev_envelope out;
-    rc = ev_envelope_derive(&out, ctx->cause, type, rt->source, subject, ctx->n_emits,
+    ev_envelope out, origin = {0};
+    const ev_envelope *from = ctx->cause;
+    if (o != NULL) { /* the id comes from the origin, the same whatever released it */
+        ev_rt_scopy(origin.id, sizeof(origin.id), o->id);
+        ev_rt_scopy(origin.correlationid, sizeof(origin.correlationid),
+                    o->correlationid && o->correlationid[0] ? o->correlationid : o->id);
+        from = &origin;
+    }
+    rc = ev_envelope_derive(&out, from, type, rt->source, subject, o ? 0 : ctx->n_emits,
                             data, err);
     if (rc != 0)
         return rc;
-    if (ctx->emit_causation != NULL && ctx->emit_causation[0] != '\0')
-        snprintf(out.causationid, sizeof(out.causationid), "%s", ctx->emit_causation);
+    const char *causation =
+        o ? (o->causationid && o->causationid[0] ? o->causationid : ctx->cause->id)
+          : NULL;
+    if (ctx->emit_causation != NULL && ctx->emit_causation[0] != '\0' &&
+        (o == NULL || o->causationid == NULL || !o->causationid[0]))
+        causation = ctx->emit_causation;
+    if (causation != NULL)
+        snprintf(out.causationid, sizeof(out.causationid), "%s", causation);
     char *buf = NULL;
     size_t len = 0;
     char topic[TOPIC_MAX];
@@ -96,7 +115,27 @@ int ev_emit(ev_ctx *ctx, const char *type, json_t *data, ev_error *err)
         return ev_error_set(err, EV_EINVAL, "emit: null argument");
     }
     ev_error local = {0};
-    int rc = emit_checked(ctx, type, data, &local);
+    int rc = emit_checked(ctx, type, data, NULL, &local);
+    if (rc != 0) {
+        ev_rt_ctx_fail(ctx, rc, &local);
+        if (err != NULL)
+            *err = local;
+    }
+    return rc;
+}
+
+int ev_emit_deferred(ev_ctx *ctx, const char *type, json_t *data, const char *origin_id,
+                     const char *correlationid, const char *causationid, ev_error *err)
+{
+    if (ctx == NULL || type == NULL) {
+        json_decref(data);
+        return ev_error_set(err, EV_EINVAL, "emit: null argument");
+    }
+    if (origin_id == NULL || origin_id[0] == '\0') /* not known: an ordinary emit */
+        return ev_emit(ctx, type, data, err);
+    emit_origin o = {origin_id, correlationid, causationid};
+    ev_error local = {0};
+    int rc = emit_checked(ctx, type, data, &o, &local);
     if (rc != 0) {
         ev_rt_ctx_fail(ctx, rc, &local);
         if (err != NULL)

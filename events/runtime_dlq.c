@@ -115,6 +115,13 @@ int64_t ev_rt_backoff_ms(const ev_config *cfg, int attempts)
 int ev_rt_retry_or_dlq(ev_runtime *rt, part_state *p, const rd_kafka_message_t *m,
                        int code, const ev_error *why, ev_error *err)
 {
+    if (rt->rebuild) { /* no consumer to hold: the rebuild stops */
+        ev_error_set(err, code,
+                     "%s [%" PRId32 "] at offset %" PRId64
+                     " failed during the rebuild: %.120s",
+                     rd_kafka_topic_name(m->rkt), m->partition, m->offset, why->text);
+        return -1;
+    }
     if (p->retry_offset != m->offset) {
         p->retry_offset = m->offset;
         p->attempts = 0;

@@ -99,6 +99,10 @@ typedef struct ev_runtime {
     int conflict_attempts; /* consecutive batches lost to another instance */
     int64_t serial_until;  /* batches wait for the other instances' until then */
     int64_t last_claim;    /* monotonic ms of the last orphaned-outbox claim */
+    /* --rebuild/--verify (runtime_rebuild.c): no consumer, no producer; a
+     * record or batch to retry stops the rebuild; batches run on clock_ms. */
+    bool rebuild;
+    int64_t clock_ms; /* the batch's time; 0 = the wall clock */
 } ev_runtime;
 
 struct ev_ctx {
@@ -125,6 +129,9 @@ static inline void ev_rt_scopy(char *dst, size_t cap, const char *src)
 /* The state of an assigned partition, created on first sight; NULL on
  * allocation failure. Borrowed: lives as long as rt. */
 part_state *ev_rt_part_get(ev_runtime *rt, const char *topic, int32_t partition);
+/* Loads the contract and the schemas, builds rt->topics and checks the
+ * handled and emitted types against both. */
+int ev_rt_load_contract(ev_runtime *rt, ev_error *err);
 /* Opens the service's store (read-write with owner, or readonly for --dump). */
 int ev_rt_open_store(ev_store **out, const ev_service_def *def, const ev_config *cfg,
                      bool readonly, const char *owner, ev_error *err);
@@ -161,6 +168,45 @@ int64_t ev_rt_backoff_ms(const ev_config *cfg, int attempts);
 /* Fires the due timers (up to a fixed number per batch) inside the batch's
  * transaction; nonzero only for fatal errors. */
 int ev_rt_fire_due_timers(ev_runtime *rt, int64_t now, ev_error *err);
+/* A timer's dead letter sent back by `choreo dlq replay` (header timer.kind,
+ * the timer's synthetic envelope as value): *handled true. When it is this
+ * service's timer it is armed again, due now, in the batch's transaction (it
+ * fires as it would have: its handler decides on the current state and its
+ * events keep their derived ids); another service's is skipped. 0, or a
+ * store error. */
+int ev_rt_timer_replay(ev_runtime *rt, const rd_kafka_message_t *m, int64_t now,
+                       bool *handled, ev_error *err);
+
+/* ---- runtime_rebuild.c, runtime_verify.c ---- */
+
+/* A set of event ids, each with its type and where it was seen. */
+typedef struct ev_rt_ids ev_rt_ids;
+ev_rt_ids *ev_rt_ids_new(void); /* NULL on allocation failure */
+void ev_rt_ids_free(ev_rt_ids *s);
+/* 0, or -1 on allocation failure; where: topic [partition] @ offset (partition
+ * -1: an outbox row, offset its id). */
+int ev_rt_ids_add(ev_rt_ids *s, const char *id, const char *type, const char *topic,
+                  int32_t partition, int64_t offset);
+bool ev_rt_ids_has(ev_rt_ids *s, const char *id);
+
+typedef struct ev_rt_rebuild_opts {
+    bool require_fresh;     /* refuse a store that holds anything */
+    bool quiet;             /* no summary on stdout */
+    bool dump;              /* res->dump gets the rebuilt state */
+    const char *store_name; /* for the summary */
+} ev_rt_rebuild_opts;
+
+typedef struct ev_rt_rebuild_result {
+    json_t *dump;         /* owned by the caller */
+    ev_rt_ids *published; /* the service's events on its topics; owned */
+    ev_rt_ids *would;     /* what the rebuild would emit; owned */
+    size_t kept;          /* would-be events not published */
+} ev_rt_rebuild_result;
+
+/* Rebuilds the service's store of cfg from its input topics (runtime_rebuild.c). */
+int ev_rt_rebuild(const ev_service_def *def, const ev_config *cfg,
+                  const ev_rt_rebuild_opts *o, ev_rt_rebuild_result *res,
+                  volatile sig_atomic_t *stop, ev_error *err);
 
 /* ---- runtime_relay.c ---- */
 

@@ -47,16 +47,32 @@ static void usage(FILE *f, const char *name)
             "  --batch-size N  --max-attempts N  --retry-backoff-ms N  --max-record N\n"
             "  --inbox-ttl-ms N  --order-timeout-ms N  --dispatch-delay-ms N\n"
             "  --dump                 print the service's state as JSON and exit\n"
+            "  --rebuild              rebuild an empty store from the topics, exit\n"
+            "  --verify               rebuild into a scratch store, compare it with\n"
+            "                         the live one and the published events\n"
             "  --help                 this text\n"
             "CHOREO_KAFKA_<property> sets any librdkafka property.\n"
-            "Exit status: 0 ok, 1 failure, 2 usage.\n",
+            "Exit status: 0 ok, 1 failure (or --verify found a difference), 2 usage.\n",
             name, name, name);
 }
 
 typedef struct main_args {
     bool dump;
     bool help;
+    bool rebuild;
+    bool verify;
 } main_args;
+
+/* The flags without a value. */
+static bool *bool_flag(main_args *a, const char *name)
+{
+    static const char *const names[] = {"dump", "help", "rebuild", "verify"};
+    bool *flags[] = {&a->dump, &a->help, &a->rebuild, &a->verify};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(name, names[i]) == 0)
+            return flags[i];
+    return NULL;
+}
 
 /* GNU long flags, "--x v" and "--x=v"; 0, or 2 on a usage error. */
 static int parse_args(ev_config *cfg, int argc, char **argv, main_args *a)
@@ -76,12 +92,13 @@ static int parse_args(ev_config *cfg, int argc, char **argv, main_args *a)
         }
         memcpy(name, arg + 2, len);
         name[len] = '\0';
-        if (strcmp(name, "dump") == 0 || strcmp(name, "help") == 0) {
+        bool *flag = bool_flag(a, name);
+        if (flag != NULL) {
             if (eq != NULL) {
                 fprintf(stderr, "%s: --%s takes no value\n", argv[0], name);
                 return 2;
             }
-            *(name[0] == 'd' ? &a->dump : &a->help) = true;
+            *flag = true;
             continue;
         }
         const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
@@ -125,6 +142,20 @@ static int dump_state(const ev_service_def *def, const ev_config *cfg)
     return rc == 0 ? 0 : 1;
 }
 
+static int rebuild(const ev_service_def *def, const ev_config *cfg, bool verify)
+{
+    size_t differences = 0;
+    ev_error err = {0};
+    int rc = ev_service_rebuild(def, cfg, verify, &differences, &main_stop, &err);
+    fflush(stdout);
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s: %s\n", def->name, verify ? "verify" : "rebuild",
+                err.text);
+        return 1;
+    }
+    return differences > 0 ? 1 : 0;
+}
+
 int ev_service_main(const ev_service_def *def, int argc, char **argv)
 {
     if (def == NULL || def->name == NULL)
@@ -145,9 +176,16 @@ int ev_service_main(const ev_service_def *def, int argc, char **argv)
         return 0;
     }
     ev_log_set_level((ev_log_level)cfg.log_level);
+    if (a.dump + a.rebuild + a.verify > 1) {
+        fprintf(stderr, "%s: --dump, --rebuild and --verify exclude each other\n",
+                def->name);
+        return 2;
+    }
     if (a.dump)
         return dump_state(def, &cfg);
     install_signals();
+    if (a.rebuild || a.verify)
+        return rebuild(def, &cfg, a.verify);
     rc = ev_service_run(def, &cfg, &main_stop, &err);
     if (rc != 0) {
         char q[EV_ERROR_TEXT * 2];

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Timers: ev_timer_arm/ev_timer_disarm for handlers, and firing the due ones
  * inside the batch, each in its own savepoint, retried or dead-lettered. */
+#include "binding.h"
 #include "runtime_internal.h"
 
 #include <stdio.h>
@@ -119,4 +120,60 @@ int ev_rt_fire_due_timers(ev_runtime *rt, int64_t now, ev_error *err)
     if (rc == 0)
         rc = ev_store_timers_next(rt->store, &rt->next_timer_due, err);
     return rc;
+}
+
+/* The timer of a replayed dead letter, when it is this service's: its kind
+ * (header timer.kind), key, flow and cause, due now. */
+static bool replayed_timer(ev_runtime *rt, const rd_kafka_message_t *m, const void *kind,
+                           size_t kind_len, int64_t now, ev_timer *t)
+{
+    ev_envelope syn;
+    ev_error why = {0};
+    if (ev_binding_parse(&syn, m->payload ? m->payload : "", m->payload ? m->len : 0,
+                         ev_binding_headers_of(m), &rt->limits, true, &why) != 0)
+        return false;
+    bool mine = rt->def->on_timer != NULL && strcmp(syn.source, rt->source) == 0 &&
+                kind_len == strlen(syn.type) && memcmp(kind, syn.type, kind_len) == 0 &&
+                kind_len < sizeof(t->kind) && syn.subject[0] != '\0' &&
+                strlen(syn.subject) < sizeof(t->key);
+    if (mine) {
+        *t = (ev_timer){.due_at = now};
+        ev_rt_scopy(t->key, sizeof(t->key), syn.subject);
+        ev_rt_scopy(t->kind, sizeof(t->kind), syn.type);
+        ev_rt_scopy(t->correlationid, sizeof(t->correlationid), syn.correlationid);
+        ev_rt_scopy(t->causationid, sizeof(t->causationid), syn.causationid);
+    }
+    ev_envelope_clear(&syn);
+    return mine;
+}
+
+int ev_rt_timer_replay(ev_runtime *rt, const rd_kafka_message_t *m, int64_t now,
+                       bool *handled, ev_error *err)
+{
+    const rd_kafka_headers_t *h = ev_binding_headers_of(m);
+    const void *kind = NULL;
+    size_t kind_len = 0;
+    *handled = false;
+    if (h == NULL ||
+        rd_kafka_header_get_last(h, "timer.kind", &kind, &kind_len) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        kind == NULL)
+        return 0;
+    *handled = true;
+    ev_timer t;
+    ev_log_where w = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, NULL};
+    if (!replayed_timer(rt, m, kind, kind_len, now, &t)) {
+        ev_log_at(EV_LOG_DEBUG, &w, "skipped another service's timer replay", NULL);
+        rt->st.skipped++;
+        return 0;
+    }
+    int rc = ev_store_timer_set(rt->store, &t, err);
+    if (rc != 0)
+        return rc;
+    if (t.due_at < rt->next_timer_due)
+        rt->next_timer_due = t.due_at;
+    rt->st.applied++;
+    ev_log_at(EV_LOG_INFO, &w, "timer re-armed from its dead letter", "key=%s kind=%s",
+              t.key, t.kind);
+    return 0;
 }

@@ -28,6 +28,11 @@ static const ev_migration inv_migrations[] = {
         " sku TEXT NOT NULL,"
         " qty BIGINT NOT NULL CHECK (qty > 0),"
         " PRIMARY KEY (order_id, sku));"},
+    /* The order.placed event (id, flow) of a reservation: its release, by the
+     * first of payment.declined, order.rejected or order.cancelled, is an
+     * event of the order's flow derived from it (ev_emit_deferred). */
+    {2, "ALTER TABLE reservations ADD COLUMN origin_id TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE reservations ADD COLUMN origin_corr TEXT NOT NULL DEFAULT '';"},
 };
 
 /* ---- SQL helpers -------------------------------------------------------- */
@@ -283,6 +288,14 @@ static int inv_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     else if (rc == 0)
         rc = inv_reserve(ctx, id, want, err);
     json_decref(want);
+    if (rc == 0)
+        rc = ev_store_exec(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "UPDATE reservations SET origin_id = ?2, origin_corr = ?3"
+                          " WHERE order_id = ?1",
+                          "sss", id, ev->id,
+                          ev->correlationid[0] ? ev->correlationid : ev->id),
+            err);
     return rc;
 }
 
@@ -302,14 +315,30 @@ static int inv_on_release(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     if (strcmp(status, "RESERVED") != 0)
         return 0;
     json_t *items = NULL;
+    char origin[EV_ID_MAX] = "", corr[EV_ID_MAX] = "";
     rc = inv_set_status(ctx, id, status, "RELEASED", err);
     if (rc == 0)
         rc = inv_move(ctx, id, INV_RELEASE, &items, err);
-    if (rc < 0)
+    if (rc == 0)
+        rc = ev_store_query_text(ev_store_bind(ev_ctx_store(ctx), err,
+                                               "SELECT origin_id FROM reservations"
+                                               " WHERE order_id = ?1",
+                                               "s", id),
+                                 origin, sizeof(origin), NULL, err);
+    if (rc == 0)
+        rc = ev_store_query_text(ev_store_bind(ev_ctx_store(ctx), err,
+                                               "SELECT origin_corr FROM reservations"
+                                               " WHERE order_id = ?1",
+                                               "s", id),
+                                 corr, sizeof(corr), NULL, err);
+    if (rc < 0) {
+        json_decref(items);
         return rc;
+    }
     ev_log(EV_LOG_DEBUG, "reservation released", "order_id=%s cause=%s", id, ev->type);
-    return ev_emit(ctx, "inventory.released",
-                   json_pack("{s:s, s:o}", "order_id", id, "items", items), err);
+    return ev_emit_deferred(ctx, "inventory.released",
+                            json_pack("{s:s, s:o}", "order_id", id, "items", items),
+                            origin, corr, NULL, err);
 }
 
 /* shipment.dispatched: the reserved goods leave. A dispatch that crossed a

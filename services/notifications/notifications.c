@@ -46,6 +46,9 @@ static const ev_migration ntf_migrations[] = {
      "UPDATE mails SET seq = rowid;",
      "ALTER TABLE mails ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE mails ADD COLUMN sent_token TEXT NOT NULL DEFAULT '';"},
+    /* The milestone's flow: its notification.sent belongs to it whichever
+     * event released the mail (ev_emit_deferred). */
+    {3, "ALTER TABLE mails ADD COLUMN corr TEXT NOT NULL DEFAULT '';"},
 };
 
 /* What each milestone says: the detail field names a value of its data. */
@@ -105,10 +108,13 @@ static int ntf_maildir(ev_ctx *ctx, char *dir, size_t cap, ev_error *err)
     char path[1024];
     if ((size_t)snprintf(dir, cap, "%s/maildir", data) >= cap)
         return ev_error_set(err, EV_EINVAL, "maildir path too long");
+    int rc = ntf_mkdir(data, err); /* a store elsewhere (PostgreSQL) made none */
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if ((size_t)snprintf(path, sizeof(path), "%s%s", dir, subs[i]) >= sizeof(path))
             return ev_error_set(err, EV_EINVAL, "maildir path too long");
-        int rc = ntf_mkdir(path, err);
+        rc = ntf_mkdir(path, err);
         if (rc < 0)
             return rc;
     }
@@ -326,6 +332,7 @@ static void ntf_clean(char *out, size_t cap, const char *s)
 /* A mail, composed. */
 typedef struct ntf_mail {
     char order_id[EV_SUBJECT_MAX];
+    char corr[EV_ID_MAX]; /* the milestone's flow */
     char tmpl[64];
     char text[2048];
 } ntf_mail;
@@ -335,8 +342,8 @@ static int ntf_compose(ev_ctx *ctx, const char *event_id, const char *addr, ntf_
                        ev_error *err)
 {
     ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
-                                "SELECT order_id, template, subject, body, at FROM mails"
-                                " WHERE event_id = ?1",
+                                "SELECT order_id, template, subject, body, at, corr"
+                                " FROM mails WHERE event_id = ?1",
                                 "s", event_id);
     if (!st)
         return err->code;
@@ -345,6 +352,7 @@ static int ntf_compose(ev_ctx *ctx, const char *event_id, const char *addr, ntf_
         return rc < 0 ? rc : ev_error_set(err, EV_ESTORE, "mail %s: no row", event_id);
     snprintf(m->order_id, sizeof(m->order_id), "%s", ev_stmt_text(st, 0));
     snprintf(m->tmpl, sizeof(m->tmpl), "%s", ev_stmt_text(st, 1));
+    snprintf(m->corr, sizeof(m->corr), "%s", ev_stmt_text(st, 5));
     int n = snprintf(m->text, sizeof(m->text),
                      "From: choreo shop <shop@choreo.invalid>\r\nTo: <%s>\r\n"
                      "Subject: %s\r\nDate: %s\r\nMessage-ID: <%s@choreo.invalid>\r\n"
@@ -360,7 +368,8 @@ static int ntf_compose(ev_ctx *ctx, const char *event_id, const char *addr, ntf_
 
 /* Sends one pending mail to addr: takes its row from PENDING to SENT first (a
  * mail sent meanwhile by another instance changes no row and is skipped),
- * then its file and notification.sent. */
+ * then its file and notification.sent, an event of the milestone's flow
+ * caused by the milestone, whichever event released the mail. */
 static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_error *err)
 {
     char token[EV_UUID_LEN];
@@ -381,10 +390,10 @@ static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_erro
         return rc;
     ev_log(EV_LOG_DEBUG, "mail sent", "order_id=%s template=%s mail=%s.eml", m.order_id,
            m.tmpl, event_id);
-    return ev_emit(ctx, "notification.sent",
-                   json_pack("{s:s, s:s, s:s, s:s}", "order_id", m.order_id, "channel",
-                             "email", "template", m.tmpl, "to", addr),
-                   err);
+    return ev_emit_deferred(ctx, "notification.sent",
+                            json_pack("{s:s, s:s, s:s, s:s}", "order_id", m.order_id,
+                                      "channel", "email", "template", m.tmpl, "to", addr),
+                            event_id, m.corr, event_id, err);
 }
 
 /* Writes the order's row: its customer, or "" (a milestone, before the order
@@ -524,12 +533,14 @@ static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
              "Hello,\r\n\r\nyour order %s %s %s.\r\n\r\n-- choreo shop", oid, t->phrase,
              detail);
     int rc = ev_store_exec(
-        ev_store_bind(ev_ctx_store(ctx), err,
-                      "INSERT INTO mails(event_id, order_id, template, subject, body, at,"
-                      " seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(seq), 0)"
-                      " + 1 FROM mails WHERE order_id = ?2))"
-                      " ON CONFLICT(event_id) DO NOTHING",
-                      "ssssss", ev->id, id, t->name, subject, body, ev->time),
+        ev_store_bind(
+            ev_ctx_store(ctx), err,
+            "INSERT INTO mails(event_id, order_id, template, subject, body, at,"
+            " corr, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM mails WHERE order_id = ?2))"
+            " ON CONFLICT(event_id) DO NOTHING",
+            "sssssss", ev->id, id, t->name, subject, body, ev->time,
+            ev->correlationid[0] ? ev->correlationid : ev->id),
         err);
     if (rc == 0)
         rc = ntf_note_order(ctx, id, "", err);

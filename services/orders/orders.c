@@ -34,12 +34,17 @@ static const ev_migration ord_migrations[] = {
         " payment_id TEXT NOT NULL DEFAULT '',"
         " reason TEXT NOT NULL DEFAULT '',"
         " updated_at BIGINT NOT NULL DEFAULT 0)"},
+    /* The order.placed event (id, flow): every decision on the order is an
+     * event of its flow, derived from it (ev_emit_deferred). */
+    {2, "ALTER TABLE orders ADD COLUMN origin_id TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE orders ADD COLUMN origin_corr TEXT NOT NULL DEFAULT '';"},
 };
 
 typedef struct ord_row {
     char status[16];
     int reserved, out_of_stock, authorized, declined, dispatched, cancel_requested;
     char payment_id[EV_ID_MAX];
+    char origin_id[EV_ID_MAX], origin_corr[EV_ID_MAX]; /* its order.placed */
 } ord_row;
 
 /* ---- SQL helpers -------------------------------------------------------- */
@@ -63,8 +68,8 @@ static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
     ev_stmt *st =
         ev_store_bind(ev_ctx_store(ctx), err,
                       "SELECT status, reserved, out_of_stock, authorized, declined,"
-                      " dispatched, cancel_requested, payment_id"
-                      " FROM orders WHERE order_id = ?1",
+                      " dispatched, cancel_requested, payment_id, origin_id,"
+                      " origin_corr FROM orders WHERE order_id = ?1",
                       "s", order_id);
     if (!st)
         return err->code;
@@ -81,17 +86,20 @@ static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
     r->dispatched = ev_stmt_int(st, 5) != 0;
     r->cancel_requested = ev_stmt_int(st, 6) != 0;
     ord_col(st, 7, r->payment_id, sizeof(r->payment_id));
+    ord_col(st, 8, r->origin_id, sizeof(r->origin_id));
+    ord_col(st, 9, r->origin_corr, sizeof(r->origin_corr));
     ev_stmt_reset(st);
     return 0;
 }
 
 /* ---- transitions -------------------------------------------------------- */
 
-/* Moves the order to status, emits type with data (stolen) and drops the
- * timeout timer once the order is no longer pending. */
-static int ord_transition(ev_ctx *ctx, const char *order_id, const char *status,
-                          const char *reason, const char *type, json_t *data,
-                          ev_error *err)
+/* Moves the order to status, emits type with data (stolen) in the order's
+ * flow (r: its order.placed) and drops the timeout timer once the order is no
+ * longer pending. */
+static int ord_transition(ev_ctx *ctx, const char *order_id, const ord_row *r,
+                          const char *status, const char *reason, const char *type,
+                          json_t *data, ev_error *err)
 {
     int rc = ev_store_exec(
         ev_store_bind(ev_ctx_store(ctx), err,
@@ -104,7 +112,7 @@ static int ord_transition(ev_ctx *ctx, const char *order_id, const char *status,
         json_decref(data);
         return rc;
     }
-    rc = ev_emit(ctx, type, data, err);
+    rc = ev_emit_deferred(ctx, type, data, r->origin_id, r->origin_corr, NULL, err);
     if (rc < 0)
         return rc;
     rc = ev_timer_disarm(ctx, order_id, ORD_TIMER, err);
@@ -113,18 +121,19 @@ static int ord_transition(ev_ctx *ctx, const char *order_id, const char *status,
     return rc;
 }
 
-static int ord_reject(ev_ctx *ctx, const char *order_id, const char *reason,
-                      ev_error *err)
+static int ord_reject(ev_ctx *ctx, const char *order_id, const ord_row *r,
+                      const char *reason, ev_error *err)
 {
     json_t *d = json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason);
-    return ord_transition(ctx, order_id, ORD_REJECTED, reason, "order.rejected", d, err);
+    return ord_transition(ctx, order_id, r, ORD_REJECTED, reason, "order.rejected", d,
+                          err);
 }
 
-static int ord_cancel(ev_ctx *ctx, const char *order_id, const char *reason,
-                      ev_error *err)
+static int ord_cancel(ev_ctx *ctx, const char *order_id, const ord_row *r,
+                      const char *reason, ev_error *err)
 {
     json_t *d = json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason);
-    return ord_transition(ctx, order_id, ORD_CANCELLED, reason, "order.cancelled", d,
+    return ord_transition(ctx, order_id, r, ORD_CANCELLED, reason, "order.cancelled", d,
                           err);
 }
 
@@ -138,21 +147,21 @@ static int ord_decide(ev_ctx *ctx, const char *order_id, ev_error *err)
         return rc;
     if (strcmp(r.status, ORD_PENDING) == 0) {
         if (r.out_of_stock)
-            return ord_reject(ctx, order_id, "out_of_stock", err);
+            return ord_reject(ctx, order_id, &r, "out_of_stock", err);
         if (r.declined)
-            return ord_reject(ctx, order_id, "payment_declined", err);
+            return ord_reject(ctx, order_id, &r, "payment_declined", err);
         if (r.reserved && r.authorized) {
             json_t *d =
                 json_pack("{s:s, s:s}", "order_id", order_id, "payment_id", r.payment_id);
-            return ord_transition(ctx, order_id, ORD_CONFIRMED, NULL, "order.confirmed",
-                                  d, err);
+            return ord_transition(ctx, order_id, &r, ORD_CONFIRMED, NULL,
+                                  "order.confirmed", d, err);
         }
         return 0;
     }
     if (strcmp(r.status, ORD_CONFIRMED) == 0 && r.dispatched) {
         json_t *d = json_pack("{s:s}", "order_id", order_id);
-        return ord_transition(ctx, order_id, ORD_COMPLETED, NULL, "order.completed", d,
-                              err);
+        return ord_transition(ctx, order_id, &r, ORD_COMPLETED, NULL, "order.completed",
+                              d, err);
     }
     return 0;
 }
@@ -183,15 +192,20 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *customer = ord_str(ev->data, "customer_id");
     const char *currency = ord_str(ev->data, "currency");
     int64_t total = json_integer_value(json_object_get(ev->data, "total_cents"));
+    snprintf(r.origin_id, sizeof(r.origin_id), "%s", ev->id);
+    snprintf(r.origin_corr, sizeof(r.origin_corr), "%s",
+             ev->correlationid[0] ? ev->correlationid : ev->id);
     rc = ev_store_exec(
         ev_store_bind(ev_ctx_store(ctx), err,
                       "INSERT INTO orders(order_id, customer_id, total_cents, currency,"
-                      " status, updated_at) VALUES(?1, ?2, ?3, ?4, 'PENDING', ?5)"
+                      " status, updated_at, origin_id, origin_corr)"
+                      " VALUES(?1, ?2, ?3, ?4, 'PENDING', ?5, ?6, ?7)"
                       " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
                       " total_cents = ?3, currency = ?4, status = 'PENDING',"
-                      " updated_at = ?5",
-                      "ssisi", id, customer ? customer : "", total,
-                      currency ? currency : "", (int64_t)ev_ctx_now_ms(ctx)),
+                      " updated_at = ?5, origin_id = ?6, origin_corr = ?7",
+                      "ssisiss", id, customer ? customer : "", total,
+                      currency ? currency : "", (int64_t)ev_ctx_now_ms(ctx), r.origin_id,
+                      r.origin_corr),
         err);
     if (rc < 0)
         return rc;
@@ -199,7 +213,7 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     if (rc < 0)
         return rc;
     if (found && r.cancel_requested)
-        return ord_cancel(ctx, id, "customer", err);
+        return ord_cancel(ctx, id, &r, "customer", err);
     return ord_decide(ctx, id, err);
 }
 
@@ -276,7 +290,7 @@ static int ord_on_cancel_requested(ev_ctx *ctx, const ev_envelope *ev, ev_error 
     if (!found || strcmp(r.status, ORD_UNPLACED) == 0)
         return ord_fact(ctx, ev, ORD_FACT_SQL("cancel_requested"), false, err);
     if (strcmp(r.status, ORD_PENDING) == 0 || strcmp(r.status, ORD_CONFIRMED) == 0)
-        return ord_cancel(ctx, id, "customer", err);
+        return ord_cancel(ctx, id, &r, "customer", err);
     ev_log(EV_LOG_INFO, "cancel request ignored", "order_id=%s status=%s event_id=%s", id,
            r.status, ev->id);
     return 0;
@@ -292,7 +306,7 @@ static int ord_on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
     int rc = ord_load(ctx, t->key, &r, &found, err);
     if (rc < 0 || !found || strcmp(r.status, ORD_PENDING) != 0)
         return rc;
-    return ord_cancel(ctx, t->key, "timeout", err);
+    return ord_cancel(ctx, t->key, &r, "timeout", err);
 }
 
 /* ---- dump --------------------------------------------------------------- */

@@ -27,6 +27,10 @@ static const ev_migration pay_migrations[] = {
         " payment_id TEXT NOT NULL DEFAULT '',"
         " reason TEXT NOT NULL DEFAULT '',"
         " updated_at BIGINT NOT NULL DEFAULT 0);"},
+    /* The order.placed event (id, flow): the decision, taken once both facts
+     * are known, is an event of the order's flow derived from it. */
+    {2, "ALTER TABLE payments ADD COLUMN origin_id TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE payments ADD COLUMN origin_corr TEXT NOT NULL DEFAULT '';"},
 };
 
 typedef struct pay_row {
@@ -35,6 +39,7 @@ typedef struct pay_row {
     int placed, reserved;
     char status[16];
     char payment_id[EV_SUBJECT_MAX];
+    char origin_id[EV_ID_MAX], origin_corr[EV_ID_MAX]; /* its order.placed */
 } pay_row;
 
 /* ---- SQL helpers -------------------------------------------------------- */
@@ -52,7 +57,8 @@ static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
     ev_stmt *st =
         ev_store_bind(ev_ctx_store(ctx), err,
                       "SELECT customer_id, amount_cents, placed, reserved, status,"
-                      " payment_id FROM payments WHERE order_id = ?1",
+                      " payment_id, origin_id, origin_corr FROM payments"
+                      " WHERE order_id = ?1",
                       "s", order_id);
     if (!st)
         return err->code;
@@ -67,6 +73,8 @@ static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
     r->reserved = ev_stmt_int(st, 3) != 0;
     pay_col(st, 4, r->status, sizeof(r->status));
     pay_col(st, 5, r->payment_id, sizeof(r->payment_id));
+    pay_col(st, 6, r->origin_id, sizeof(r->origin_id));
+    pay_col(st, 7, r->origin_corr, sizeof(r->origin_corr));
     ev_stmt_reset(st);
     return 0;
 }
@@ -97,15 +105,17 @@ static int pay_outstanding(ev_ctx *ctx, const char *customer_id, int64_t delta,
 
 /* ---- decisions ---------------------------------------------------------- */
 
-static int pay_decline(ev_ctx *ctx, const char *order_id, const char *reason,
-                       ev_error *err)
+static int pay_decline(ev_ctx *ctx, const char *order_id, const pay_row *r,
+                       const char *reason, ev_error *err)
 {
     int rc = pay_set_status(ctx, order_id, "DECLINED", "", reason, err);
     if (rc < 0)
         return rc;
     ev_log(EV_LOG_DEBUG, "payment declined", "order_id=%s reason=%s", order_id, reason);
-    return ev_emit(ctx, "payment.declined",
-                   json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason), err);
+    return ev_emit_deferred(
+        ctx, "payment.declined",
+        json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason), r->origin_id,
+        r->origin_corr, NULL, err);
 }
 
 /* The customer's credit limit and outstanding amount; *known false when the
@@ -145,10 +155,10 @@ static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
     if (rc < 0)
         return rc;
     if (!known)
-        return pay_decline(ctx, order_id, "unknown_customer", err);
+        return pay_decline(ctx, order_id, r, "unknown_customer", err);
     if (outstanding + r->amount > limit) {
         rc = pay_outstanding(ctx, r->customer_id, 0, err);
-        return rc < 0 ? rc : pay_decline(ctx, order_id, "credit_limit", err);
+        return rc < 0 ? rc : pay_decline(ctx, order_id, r, "credit_limit", err);
     }
     char pid[EV_ID_MAX];
     ev_derived_id(pid, "pay-", order_id);
@@ -159,10 +169,11 @@ static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
         return rc;
     ev_log(EV_LOG_DEBUG, "payment authorized", "order_id=%s amount_cents=%lld", order_id,
            (long long)r->amount);
-    return ev_emit(ctx, "payment.authorized",
-                   json_pack("{s:s, s:s, s:I}", "order_id", order_id, "payment_id", pid,
-                             "amount_cents", (json_int_t)r->amount),
-                   err);
+    return ev_emit_deferred(ctx, "payment.authorized",
+                            json_pack("{s:s, s:s, s:I}", "order_id", order_id,
+                                      "payment_id", pid, "amount_cents",
+                                      (json_int_t)r->amount),
+                            r->origin_id, r->origin_corr, NULL, err);
 }
 
 /* Decides once both the order and its reservation are known. */
@@ -212,12 +223,14 @@ static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     rc = ev_store_exec(
         ev_store_bind(ev_ctx_store(ctx), err,
                       "INSERT INTO payments(order_id, customer_id, amount_cents, placed,"
-                      " updated_at) VALUES(?1, ?2, ?3, 1, ?4)"
+                      " updated_at, origin_id, origin_corr)"
+                      " VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6)"
                       " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
-                      " amount_cents = ?3, placed = 1, updated_at = ?4"
-                      " WHERE payments.placed = 0",
-                      "ssii", id, customer, (int64_t)json_integer_value(total),
-                      (int64_t)ev_ctx_now_ms(ctx)),
+                      " amount_cents = ?3, placed = 1, updated_at = ?4, origin_id = ?5,"
+                      " origin_corr = ?6 WHERE payments.placed = 0",
+                      "ssiiss", id, customer, (int64_t)json_integer_value(total),
+                      (int64_t)ev_ctx_now_ms(ctx), ev->id,
+                      ev->correlationid[0] ? ev->correlationid : ev->id),
         err);
     return rc < 0 ? rc : pay_decide(ctx, id, err);
 }

@@ -119,6 +119,11 @@ const char *flow_instance_dir(flow *f, const char *service, int idx)
     return i < 0 ? NULL : f->dirs[i][idx];
 }
 
+const char *flow_prefix(const flow *f)
+{
+    return f->prefix;
+}
+
 bool flow_uses_pg(const flow *f)
 {
     return f->pg;
@@ -666,6 +671,32 @@ json_t *flow_dump(flow *f, const char *service)
     json_t *j = out ? json_loads(out, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
     free(out);
     return j;
+}
+
+int flow_run_service(flow *f, const char *service, const char *bin_rel,
+                     const char *extra_env, const char *const *args, int timeout_ms,
+                     char **out)
+{
+    int i = svc_index(service);
+    flow_env e;
+    if (out != NULL)
+        *out = NULL;
+    if (i < 0 || env_of(f, i, 0, &e) != 0)
+        return -1;
+    env_add_words(&e, extra_env);
+    if (e.over)
+        return -1;
+    char bin[700];
+    if (bin_rel != NULL)
+        harness_build_path(bin, sizeof(bin), bin_rel);
+    else
+        service_bin(service, bin, sizeof(bin));
+    char *argv[16] = {bin};
+    for (size_t k = 0; args != NULL && args[k] != NULL && k + 2 < 16; k++)
+        argv[k + 1] = (char *)args[k];
+    char log[700];
+    snprintf(log, sizeof(log), "%s/%s.run.log", f->base, service);
+    return harness_run(bin, argv, e.v, timeout_ms, log, out);
 }
 
 /* ---- reading a service's store ------------------------------------------ */

@@ -66,6 +66,8 @@ flow *flow_new(const char *name, const flow_opts *opts);
  * them and prints their names with the tail of every instance's log. Returns
  * the process exit code: 0 when no check failed. */
 int flow_end(flow *f);
+/* The run's topic prefix (borrowed). */
+const char *flow_prefix(const flow *f);
 /* True when the run's services store on PostgreSQL. */
 bool flow_uses_pg(const flow *f);
 /* The service's PostgreSQL schema (borrowed), NULL on SQLite or for an
@@ -122,6 +124,17 @@ const char *flow_instance_dir(flow *f, const char *service, int idx);
 /* The service's --dump (with instance 0's environment, so from the shared
  * schema on PostgreSQL) as JSON (owned by caller), NULL on failure. */
 json_t *flow_dump(flow *f, const char *service);
+/* Runs a service's binary to its end with instance 0's environment plus
+ * extra_env ("NAME=value ...", may be NULL; later words win) and the
+ * arguments args (NULL-terminated, at most 14; e.g. {"--verify", NULL}):
+ * bin_rel names another binary of the build dir (a fixture,
+ * "tests/integration/svc_x", or "bin/choreo" with the run's prefix), NULL =
+ * the service's own. stdout into *out (malloc'd, may be NULL), stderr
+ * appended to <run dir>/<service>.run.log. The exit status as harness_run
+ * (-1 on a timeout or spawn failure). */
+int flow_run_service(flow *f, const char *service, const char *bin_rel,
+                     const char *extra_env, const char *const *args, int timeout_ms,
+                     char **out);
 /* True when the service's store has consumed every record now on its topics
  * and its outbox is empty. On PostgreSQL that is the schema's offsets and
  * outbox tables, shared by all its instances; on SQLite instance 0's file. */

@@ -407,6 +407,61 @@ START_TEST(timer_fires_with_causation_of_arming_event)
 }
 END_TEST
 
+/* choreo dlq replay of the service's dead letters (all of them, twice). */
+static void cli_replay(svc *s)
+{
+    char bin[PATH_MAX];
+    harness_build_path(bin, sizeof(bin), "bin/choreo");
+    char *argv[] = {bin, "dlq", "replay", "counter", NULL};
+    char *out = NULL;
+    int st = harness_run(bin, argv, s->env, 30000, s->log, &out);
+    SVC_ASSERT(s, st == 0, "choreo dlq replay: exit %d: %s", st, out ? out : "");
+    free(out);
+}
+
+START_TEST(timer_dead_letter_replayed_by_rearming)
+{
+    svc s;
+    svc_init(&s);
+    svc_env(&s, "CHOREO_TEST_TIMER_FAIL_TIMES=1");
+    svc_start(&s);
+    json_t *data = json_pack("{s:s,s:i,s:i}", "key", "kd", "n", 4, "remind_ms", 100);
+    ck_assert_int_eq(harness_send_event(s.in, "kd", "test.add", "arm-d", data), 0);
+    harness_records dlq, out;
+    SVC_ASSERT(&s, harness_wait_events(s.dlq, NULL, 1, WAIT_MS, &dlq) == 0,
+               "the failed timer was not dead-lettered");
+    ck_assert_str_eq(harness_header(&dlq.v[0], "original.topic"), "timer");
+    ck_assert_str_eq(harness_header(&dlq.v[0], "timer.kind"), "remind");
+    harness_records_free(&dlq);
+    cli_replay(&s);
+    SVC_ASSERT(&s, harness_wait_events(s.out, "test.reminded", 1, WAIT_MS, &out) == 0,
+               "the replayed timer did not fire");
+    const harness_record *r = harness_find(&out, "type", "test.reminded");
+    ck_assert_str_eq(harness_event_str(r, "causationid"), "arm-d");
+    ck_assert_str_eq(harness_event_str(r, "correlationid"), "arm-d");
+    ck_assert_int_eq(json_integer_value(json_object_get(harness_event_data(r), "total")),
+                     4);
+    char first[64];
+    snprintf(first, sizeof(first), "%s", harness_event_str(r, "id"));
+    harness_records_free(&out);
+    /* A second replay fires it again with the same id: consumers drop it. */
+    cli_replay(&s);
+    SVC_ASSERT(&s, harness_wait_events(s.out, "test.reminded", 2, WAIT_MS, &out) == 0,
+               "the second replay did not fire");
+    for (size_t i = 0; i < out.n; i++) {
+        const char *type = harness_event_str(&out.v[i], "type");
+        if (type != NULL && strcmp(type, "test.reminded") == 0)
+            ck_assert_str_eq(harness_event_str(&out.v[i], "id"), first);
+    }
+    harness_records_free(&out);
+    json_t *d = svc_dump(&s);
+    SVC_ASSERT(&s, d != NULL && dump_counter(d, "kd", "total") == 4,
+               "the counter untouched by the replays");
+    json_decref(d);
+    svc_done(&s);
+}
+END_TEST
+
 /* n events over 10 keys, values 1..n; returns their sum. */
 static json_int_t send_many(svc *s, const char *tag, int n)
 {
@@ -611,6 +666,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(tc, retryable_error_retried_then_applied_once);
     tcase_add_test(tc, permanent_retry_dead_lettered_after_max_attempts);
     tcase_add_test(tc, timer_fires_with_causation_of_arming_event);
+    tcase_add_test(tc, timer_dead_letter_replayed_by_rearming);
     tcase_add_test(tc, before_commit_failure_rolls_back_and_retries);
     tcase_add_test(tc, kill9_mid_batch_then_restart_exactly_once);
     suite_add_tcase(s, tc);

@@ -14,6 +14,8 @@
  *   CHOREO_TEST_FAIL_TIMES    ... this many times (per process)
  *   CHOREO_TEST_PERM_FAIL_KEY for this key, always EV_ERETRY
  *   CHOREO_TEST_COMMIT_FAIL_TIMES  before_commit fails this many times
+ *   CHOREO_TEST_TIMER_FAIL_TIMES   the remind timer fails for good (EV_EINVAL,
+ *                             dead-lettered) this many times (per process)
  * Data knobs: n < 0 is a permanent handler error; key "bad-emit" emits a
  * schema-invalid test.added; remind_ms arms a timer "remind" for the key. */
 static long slow_ms;
@@ -23,6 +25,8 @@ static long failed_so_far;
 static const char *perm_fail_key;
 static long commit_fail_times;
 static long commit_failed_so_far;
+static long timer_fail_times;
+static long timer_failed_so_far;
 
 static const ev_migration migrations[] = {
     {1, "CREATE TABLE counters(key TEXT PRIMARY KEY NOT NULL, total BIGINT NOT NULL,"
@@ -124,6 +128,11 @@ static int on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
 {
     if (strcmp(t->kind, "remind") != 0)
         return 0;
+    if (timer_failed_so_far < timer_fail_times) {
+        timer_failed_so_far++;
+        return ev_error_set(err, EV_EINVAL, "test: timer failure %ld of %ld",
+                            timer_failed_so_far, timer_fail_times);
+    }
     json_int_t total = 0;
     int rc = get_total(ctx, t->key, &total, err);
     if (rc != 0)
@@ -193,5 +202,6 @@ int main(int argc, char **argv)
     fail_times = env_long("CHOREO_TEST_FAIL_TIMES");
     perm_fail_key = getenv("CHOREO_TEST_PERM_FAIL_KEY");
     commit_fail_times = env_long("CHOREO_TEST_COMMIT_FAIL_TIMES");
+    timer_fail_times = env_long("CHOREO_TEST_TIMER_FAIL_TIMES");
     return ev_service_main(&counter_def, argc, argv);
 }
