@@ -292,6 +292,11 @@ static void rt_free(ev_runtime *rt)
     ev_metrics_free(rt->metrics);
     ev_consumer_free(rt->cons);
     ev_producer_free_now(rt->prod); /* flushed by the caller when it could */
+    ev_rt_free_state(rt);
+}
+
+void ev_rt_free_state(ev_runtime *rt)
+{
     ev_store_close(rt->store);
     ev_schema_set_free(rt->schemas);
     ev_contract_free(rt->contract);

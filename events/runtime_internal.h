@@ -223,4 +223,8 @@ int ev_rt_producer_check(ev_runtime *rt, ev_error *err);
 /* A shared store: takes over outbox rows other instances left unsent. */
 void ev_rt_claim_orphans(ev_runtime *rt, int64_t mono);
 
+/* Frees what the runtime holds besides its Kafka clients and HTTP listener:
+ * the store, schemas, contract, topic names, partitions and batch buffers. */
+void ev_rt_free_state(ev_runtime *rt);
+
 #endif

@@ -554,22 +554,6 @@ static int rt_setup(ev_runtime *rt, ev_error *err)
     return rc;
 }
 
-static void rt_teardown(ev_runtime *rt)
-{
-    ev_store_close(rt->store);
-    ev_schema_set_free(rt->schemas);
-    ev_contract_free(rt->contract);
-    for (size_t i = 0; rt->topics != NULL && rt->topics[i] != NULL; i++)
-        free(rt->topics[i]);
-    free(rt->topics);
-    for (size_t i = 0; i < rt->n_parts; i++)
-        free(rt->parts[i].topic);
-    free(rt->parts);
-    free(rt->done);
-    free(rt->snap);
-    free(rt->mq);
-}
-
 static void print_summary(const rebuild *b, const char *store_name)
 {
     const ev_runtime_stats *s = &b->rt->st;
@@ -640,7 +624,7 @@ cleanup: /* records first: rd_kafka_destroy waits for every one to be freed */
     ev_rt_ids_free(b.published);
     ev_rt_ids_free(b.would);
     if (rt != NULL)
-        rt_teardown(rt);
+        ev_rt_free_state(rt);
     free(rt);
     return rc;
 }

@@ -5,7 +5,6 @@
  * a failed transaction stays. On SQLite the same calls are a plain
  * transaction. */
 #include <check.h>
-#include <libpq-fe.h>
 #include <pthread.h>
 #include <time.h>
 #include <stdio.h>
@@ -13,98 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
-
-static const char *pg_url; /* CHOREO_TEST_PG, NULL when unset */
-static char schema[64];
-static char sqlite_dir[64];
-static bool on_pg;
+#include "store_fixture.h"
 
 static const char table_sql[] = "CREATE TABLE t(k TEXT PRIMARY KEY, v BIGINT NOT NULL)";
 static const ev_migration migrations[] = {{1, table_sql, NULL}};
 
-static void quiet(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
-static void admin(const char *sql)
-{
-    PGconn *c = PQconnectdb(pg_url);
-    PQsetNoticeProcessor(c, quiet, NULL);
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType t = PQresultStatus(r);
-    if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK)
-        fprintf(stderr, "check_store_pipe: %s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-}
-
-/* The first column of the first row of sql, as an integer (-1 on error). */
-static long admin_int(const char *sql)
-{
-    PGconn *c = PQconnectdb(pg_url);
-    PGresult *r = PQexec(c, sql);
-    long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-                 ? strtol(PQgetvalue(r, 0, 0), NULL, 10)
-                 : -1;
-    PQclear(r);
-    PQfinish(c);
-    return v;
-}
-
-static void setup_pg(void)
-{
-    static unsigned n;
-    on_pg = true;
-    snprintf(schema, sizeof(schema), "pipe_%ld_%u", (long)getpid(), ++n);
-}
-
-static void teardown_pg(void)
-{
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-    admin(sql);
-}
-
-static void setup_sqlite(void)
-{
-    on_pg = false;
-    snprintf(sqlite_dir, sizeof(sqlite_dir), "/tmp/check_store_pipe.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(sqlite_dir));
-}
-
-static void teardown_sqlite(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", sqlite_dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 static ev_store *open_store(void)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/svc.db", sqlite_dir);
-    ev_store_opts o = {.migrations = migrations, .n_migrations = 1};
-    if (on_pg) {
-        o.url = pg_url;
-        o.schema = schema;
-    } else {
-        o.path = path;
-    }
-    ev_store *s = NULL;
-    ev_error err = {0};
-    ck_assert_msg(ev_store_open(&s, &o, &err) == 0, "open: %s", err.text);
-    return s;
+    return sf_open_with(migrations, 1);
 }
-
-#define OK(call)                                                                         \
-    do {                                                                                 \
-        ev_error e_ = {0};                                                               \
-        int rc_ = (call);                                                                \
-        ck_assert_msg(rc_ == 0, "%s -> %d %s", #call, rc_, e_.text);                     \
-    } while (0)
 
 static int put(ev_store *s, const char *k, int64_t v, ev_error *err)
 {
@@ -123,10 +39,7 @@ static int64_t get(ev_store *s, const char *k)
 
 static int64_t count(ev_store *s)
 {
-    int64_t n = -1;
-    OK(ev_store_query_int(ev_store_stmt(s, "SELECT count(*) FROM t", &e_), -1, &n, NULL,
-                          &e_));
-    return n;
+    return sf_query_int(s, "SELECT count(*) FROM t");
 }
 
 START_TEST(writes_then_a_read_see_each_other_and_commit)
@@ -338,8 +251,9 @@ START_TEST(serial_transactions_take_turns_instead_of_conflicting)
     /* until b waits for its turn (an advisory lock not granted), 10 s at most */
     long waiting = 0;
     for (int i = 0; i < 1000 && waiting != 1; i++) {
-        waiting = admin_int("SELECT count(*) FROM pg_locks"
-                            " WHERE locktype = 'advisory' AND NOT granted");
+        waiting = sf_admin_query("SELECT count(*) FROM pg_locks"
+                                 " WHERE locktype = 'advisory' AND NOT granted",
+                                 NULL);
         if (waiting != 1)
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
@@ -350,50 +264,28 @@ START_TEST(serial_transactions_take_turns_instead_of_conflicting)
                   r.flush_rc, r.commit_rc, r.why);
     ck_assert_int_eq(get(a, "row"), 12);
     ck_assert_int_eq(
-        admin_int("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), 0);
+        sf_admin_query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", NULL),
+        0);
     ev_store_close(b);
     ev_store_close(a);
 }
 END_TEST
 
-static Suite *pipe_suite(void)
-{
-    Suite *su = suite_create("store_pipe");
-    TCase *tc = tcase_create("sqlite");
-    tcase_add_checked_fixture(tc, setup_sqlite, teardown_sqlite);
-    tcase_add_test(tc, writes_then_a_read_see_each_other_and_commit);
-    tcase_add_test(tc, changes_of_a_sent_update_waits_for_its_answer);
-    tcase_add_test(tc, thousands_of_writes_in_one_transaction);
-    tcase_add_test(tc, statements_prepared_inside_the_pipeline);
-    suite_add_tcase(su, tc);
-    if (pg_url == NULL) {
-        fprintf(stderr, "check_store_pipe: CHOREO_TEST_PG unset, PostgreSQL cases "
-                        "skipped\n");
-        return su;
-    }
-    tc = tcase_create("postgresql");
-    tcase_set_timeout(tc, 30);
-    tcase_add_checked_fixture(tc, setup_pg, teardown_pg);
-    tcase_add_test(tc, writes_then_a_read_see_each_other_and_commit);
-    tcase_add_test(tc, changes_of_a_sent_update_waits_for_its_answer);
-    tcase_add_test(tc, a_failed_write_fails_the_next_read_and_the_commit);
-    tcase_add_test(tc, flush_returns_the_error_of_a_write_sent_earlier);
-    tcase_add_test(tc, thousands_of_writes_in_one_transaction);
-    tcase_add_test(tc, a_lost_race_of_a_sent_write_is_a_conflict);
-    tcase_add_test(tc, serial_transactions_take_turns_instead_of_conflicting);
-    tcase_add_test(tc, statements_prepared_inside_the_pipeline);
-    suite_add_tcase(su, tc);
-    return su;
-}
+static const test_ref both[] = {
+    T(writes_then_a_read_see_each_other_and_commit),
+    T(changes_of_a_sent_update_waits_for_its_answer),
+    T(thousands_of_writes_in_one_transaction),
+    T(statements_prepared_inside_the_pipeline),
+};
+
+static const test_ref pg_only[] = {
+    T(a_failed_write_fails_the_next_read_and_the_commit),
+    T(flush_returns_the_error_of_a_write_sent_earlier),
+    T(a_lost_race_of_a_sent_write_is_a_conflict),
+    T(serial_transactions_take_turns_instead_of_conflicting),
+};
 
 int main(void)
 {
-    pg_url = getenv("CHOREO_TEST_PG");
-    if (pg_url != NULL && pg_url[0] == '\0')
-        pg_url = NULL;
-    SRunner *sr = srunner_create(pipe_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return sf_run("store_pipe", both, N_OF(both), NULL, 0, pg_only, N_OF(pg_only));
 }
