@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "flows_feed.h"
+#include "http.h"
 
 extern char **environ;
 
@@ -84,23 +85,6 @@ static void on_signal(int sig)
 
 /* ---- responses ---- */
 
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status,
-                               const char *ctype, const void *body, size_t len,
-                               enum MHD_ResponseMemoryMode mode)
-{
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, mode);
-    if (r == NULL) {
-        if (mode == MHD_RESPMEM_MUST_FREE)
-            free((void *)body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
 static enum MHD_Result respond_json_error(struct MHD_Connection *conn, unsigned status,
                                           const char *msg)
 {
@@ -109,7 +93,8 @@ static enum MHD_Result respond_json_error(struct MHD_Connection *conn, unsigned 
     json_decref(j);
     if (s == NULL)
         return MHD_NO;
-    return respond(conn, status, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
+    return ev_http_respond(conn, status, "application/json", s, strlen(s),
+                           MHD_RESPMEM_MUST_FREE);
 }
 
 static enum MHD_Result serve_snapshot(board *b, struct MHD_Connection *conn)
@@ -119,8 +104,8 @@ static enum MHD_Result serve_snapshot(board *b, struct MHD_Connection *conn)
     pthread_mutex_unlock(&b->mu);
     if (s == NULL)
         return MHD_NO;
-    return respond(conn, MHD_HTTP_OK, "application/json", s, strlen(s),
-                   MHD_RESPMEM_MUST_FREE);
+    return ev_http_respond(conn, MHD_HTTP_OK, "application/json", s, strlen(s),
+                           MHD_RESPMEM_MUST_FREE);
 }
 
 /* ---- Server-Sent Events: each new report, a comment line when idle ---- */
@@ -281,8 +266,8 @@ static enum MHD_Result serve_trace(board *b, struct MHD_Connection *conn)
         return respond_json_error(conn, MHD_HTTP_NOT_FOUND,
                                   "no events of this order in the system's topics");
     }
-    return respond(conn, MHD_HTTP_OK, "application/json", out, len,
-                   MHD_RESPMEM_MUST_FREE);
+    return ev_http_respond(conn, MHD_HTTP_OK, "application/json", out, len,
+                           MHD_RESPMEM_MUST_FREE);
 }
 
 /* ---- the server ---- */
@@ -292,27 +277,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
 {
-    static int first_call_marker;
     board *b = cls;
     (void)version;
     (void)upload_data;
-    if (*req_cls == NULL) {
-        *req_cls = &first_call_marker;
+    int start = ev_http_request_start(method, upload_data_size, req_cls);
+    if (start == EV_HTTP_AGAIN)
         return MHD_YES;
-    }
-    if (*upload_data_size != 0) {
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+    if (start == EV_HTTP_NOT_ALLOWED)
         return respond_json_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only");
     if (strcmp(url, "/") == 0)
-        return respond(conn, MHD_HTTP_OK, "text/html; charset=utf-8", cli_board_page,
-                       cli_board_page_len, MHD_RESPMEM_PERSISTENT);
+        return ev_http_respond(conn, MHD_HTTP_OK, "text/html; charset=utf-8",
+                               cli_board_page, cli_board_page_len,
+                               MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/api/contract") == 0)
-        return respond(conn, MHD_HTTP_OK, "application/json", b->contract_json,
-                       strlen(b->contract_json), MHD_RESPMEM_PERSISTENT);
+        return ev_http_respond(conn, MHD_HTTP_OK, "application/json", b->contract_json,
+                               strlen(b->contract_json), MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/api/flows") == 0)
         return serve_snapshot(b, conn);
     if (strcmp(url, "/api/events") == 0)
@@ -320,29 +299,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (strcmp(url, "/api/trace") == 0)
         return serve_trace(b, conn);
     if (strcmp(url, "/healthz") == 0)
-        return respond(conn, MHD_HTTP_OK, "text/plain", "ok\n", 3,
-                       MHD_RESPMEM_PERSISTENT);
+        return ev_http_respond(conn, MHD_HTTP_OK, "text/plain", "ok\n", 3,
+                               MHD_RESPMEM_PERSISTENT);
     return respond_json_error(conn, MHD_HTTP_NOT_FOUND, "not found");
 }
 
 static int listen_on(board *b)
 {
-    char host[256];
-    const char *colon = strrchr(b->addr, ':');
     struct addrinfo *res = NULL;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    if (colon == NULL || colon[1] == '\0' || (size_t)(colon - b->addr) >= sizeof(host))
-        return cli_usage_error(b->ctx, "--addr wants HOST:PORT, not '%s'", b->addr);
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - b->addr), b->addr);
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-        memmove(host, host + 1, strlen(host));
-        host[strlen(host) - 1] = '\0';
-    }
-    int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
-    if (gai != 0)
-        return cli_usage_error(b->ctx, "--addr %s: %s", b->addr, gai_strerror(gai));
+    ev_error err = {0};
+    if (ev_http_resolve(b->addr, &res, &err) != 0)
+        return cli_usage_error(b->ctx, "--addr: %s (want HOST:PORT)", err.text);
+    char host[NI_MAXHOST] = "";
+    getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
+                NI_NUMERICHOST);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      (res->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     b->daemon =
@@ -355,8 +325,8 @@ static int listen_on(board *b)
                         b->addr);
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(b->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    fprintf(stderr, "%s: serving the flow board on http://%s:%u/\n", b->ctx->name,
-            host[0] ? host : "0.0.0.0", info ? (unsigned)info->port : 0);
+    fprintf(stderr, "%s: serving the flow board on http://%s:%u/\n", b->ctx->name, host,
+            info ? (unsigned)info->port : 0);
     return CLI_OK;
 }
 

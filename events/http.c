@@ -3,8 +3,6 @@
  * handler, responses built from the readiness callback and ev_metrics_render. */
 #include "http.h"
 
-#include <microhttpd.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +45,7 @@ static int split_addr(const char *addr, char *host, size_t host_cap, char *port,
     return 0;
 }
 
-static int resolve(const char *addr, struct addrinfo **res, ev_error *err)
+int ev_http_resolve(const char *addr, struct addrinfo **res, ev_error *err)
 {
     char host[256], port[16];
     int rc = split_addr(addr, host, sizeof(host), port, sizeof(port), err);
@@ -64,14 +62,14 @@ static int resolve(const char *addr, struct addrinfo **res, ev_error *err)
     return 0;
 }
 
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status,
-                               const char *ctype, char *body, size_t len, bool owned)
+enum MHD_Result ev_http_respond(struct MHD_Connection *conn, unsigned status,
+                                const char *ctype, const void *body, size_t len,
+                                enum MHD_ResponseMemoryMode mode)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, mode);
     if (r == NULL) {
-        if (owned)
-            free(body);
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free((void *)body);
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
@@ -81,6 +79,30 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status,
     enum MHD_Result ret = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status,
+                               const char *ctype, char *body, size_t len, bool owned)
+{
+    return ev_http_respond(conn, status, ctype, body, len,
+                           owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+}
+
+int ev_http_request_start(const char *method, size_t *upload_data_size, void **req_cls)
+{
+    static int first_call_marker;
+    if (*req_cls == NULL) {
+        *req_cls = &first_call_marker;
+        return EV_HTTP_AGAIN;
+    }
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0; /* a body is ignored */
+        return EV_HTTP_AGAIN;
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return EV_HTTP_NOT_ALLOWED;
+    return EV_HTTP_SERVE;
 }
 
 static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status,
@@ -109,20 +131,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
 {
-    static int first_call_marker;
     ev_http *h = cls;
     (void)version;
     (void)upload_data;
-    if (*req_cls == NULL) {
-        *req_cls = &first_call_marker;
+    int start = ev_http_request_start(method, upload_data_size, req_cls);
+    if (start == EV_HTTP_AGAIN)
         return MHD_YES;
-    }
-    if (*upload_data_size != 0) {
-        *upload_data_size = 0; /* a body is ignored */
-        return MHD_YES;
-    }
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+    if (start == EV_HTTP_NOT_ALLOWED)
         return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
     if (strcmp(url, "/healthz") == 0) {
         bool ok = h->ready == NULL || h->ready(h->ready_arg);
@@ -162,7 +177,7 @@ int ev_http_start(ev_http **out, const char *addr, ev_metrics *metrics,
     *out = NULL;
     if (addr == NULL || addr[0] == '\0')
         return 0;
-    rc = resolve(addr, &res, err);
+    rc = ev_http_resolve(addr, &res, err);
     if (rc != 0)
         goto cleanup;
     h = calloc(1, sizeof(*h));

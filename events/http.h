@@ -4,7 +4,10 @@
 #ifndef EV_HTTP_H
 #define EV_HTTP_H
 
+#include <microhttpd.h>
+#include <netdb.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -29,5 +32,24 @@ uint16_t ev_http_port(const ev_http *h);
 
 /* Stops the thread, closes the socket, frees h; NULL is a no-op. */
 void ev_http_stop(ev_http *h);
+
+/* ---- for other libmicrohttpd servers (choreo board) ---- */
+
+/* addr ("host:port", "[v6]:port", ":port" = all IPv4 interfaces) resolved for
+ * listening; *res is the caller's (freeaddrinfo). EV_EINVAL says why not. */
+int ev_http_resolve(const char *addr, struct addrinfo **res, ev_error *err);
+
+/* The start of an access handler, for GET and HEAD servers: EV_HTTP_AGAIN
+ * (return MHD_YES: the first call, or a request body, which is ignored),
+ * EV_HTTP_NOT_ALLOWED (answer 405), or EV_HTTP_SERVE. */
+enum { EV_HTTP_SERVE, EV_HTTP_AGAIN, EV_HTTP_NOT_ALLOWED };
+int ev_http_request_start(const char *method, size_t *upload_data_size, void **req_cls);
+
+/* Queues a response of len bytes of body (freed by libmicrohttpd with
+ * MHD_RESPMEM_MUST_FREE, also when it fails), uncached; a 405 says
+ * "Allow: GET, HEAD". */
+enum MHD_Result ev_http_respond(struct MHD_Connection *conn, unsigned status,
+                                const char *ctype, const void *body, size_t len,
+                                enum MHD_ResponseMemoryMode mode);
 
 #endif
