@@ -95,7 +95,13 @@ int pg_res_fail(ev_store *s, const PGresult *res, const char *what, ev_error *er
     first_line(msg, sizeof(msg), res ? PQresultErrorMessage(res) : NULL);
     if (msg[0] == '\0')
         first_line(msg, sizeof(msg), PQerrorMessage(conn_of(s)));
-    if (PQstatus(conn_of(s)) != CONNECTION_OK) {
+    /* A FATAL error ends the session: in pipeline mode its answer can come
+     * before libpq has seen the connection close. */
+    const char *severity =
+        res ? PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
+    bool session_ended = severity != NULL && (strcmp(severity, "FATAL") == 0 ||
+                                              strcmp(severity, "PANIC") == 0);
+    if (session_ended || PQstatus(conn_of(s)) != CONNECTION_OK) {
         /* The server went away (restarted, or ended this idle session): the
          * transaction is lost, run it again on a new connection. */
         s->broken = s->conflict = true;

@@ -207,6 +207,35 @@ START_TEST(statements_prepared_inside_the_pipeline)
 }
 END_TEST
 
+/* The server ends the session while writes are unanswered (a restart, or
+ * idle_in_transaction_session_timeout for an instance frozen past it): the
+ * FATAL answer is a retry on a lost connection, never a store error, and the
+ * next transaction runs on a new connection. */
+START_TEST(a_session_ended_under_a_pipeline_is_a_retry_and_reconnects)
+{
+    ev_store *s = open_store();
+    OK(ev_store_begin_pipelined(s, &e_));
+    OK(put(s, "lost", 1, &e_));
+    char pid[24];
+    snprintf(pid, sizeof(pid), "%lld",
+             (long long)sf_query_int(s, "SELECT pg_backend_pid()"));
+    ck_assert_int_eq(sf_admin_query("SELECT pg_terminate_backend($1::int)::int", pid), 1);
+    ev_error err = {0};
+    int rc = put(s, "after", 2, &err);
+    if (rc == 0)
+        rc = ev_store_flush(s, &err);
+    ck_assert_msg(rc == EV_ERETRY, "%d %s", rc, err.text);
+    ck_assert_msg(strstr(err.text, "(connection)") != NULL, "%s", err.text);
+    ck_assert(ev_store_conflict(s));
+    OK(ev_store_rollback(s, &e_));
+    OK(ev_store_begin_pipelined(s, &e_)); /* connects again */
+    OK(put(s, "new", 3, &e_));
+    OK(ev_store_commit(s, &e_));
+    ck_assert_int_eq(count(s), 1);
+    ev_store_close(s);
+}
+END_TEST
+
 typedef struct racer {
     ev_store *s;
     int flush_rc, commit_rc;
@@ -283,6 +312,7 @@ static const test_ref pg_only[] = {
     T(flush_returns_the_error_of_a_write_sent_earlier),
     T(a_lost_race_of_a_sent_write_is_a_conflict),
     T(serial_transactions_take_turns_instead_of_conflicting),
+    T(a_session_ended_under_a_pipeline_is_a_retry_and_reconnects),
 };
 
 int main(void)
