@@ -339,25 +339,29 @@ int ev_store_begin_pipelined(ev_store *s, ev_error *err)
     return begin(s, true, err);
 }
 
-static bool pipelined(ev_store *s)
+bool ev_store_pipelined(ev_store *s)
 {
     return s != NULL && s->be->pipe_active != NULL && s->be->pipe_active(s);
 }
 
 int ev_store_flush(ev_store *s, ev_error *err)
 {
-    return pipelined(s) ? s->be->pipe_flush(s, err) : 0;
+    if (!ev_store_pipelined(s))
+        return 0;
+    int rc = s->be->pipe_settle != NULL ? s->be->pipe_settle(s, err) : 0;
+    return rc != 0 ? rc : s->be->pipe_flush(s, err);
 }
 
 bool ev_store_deferred_failed(ev_store *s)
 {
-    return pipelined(s) && s->be->pipe_failed(s);
+    return ev_store_pipelined(s) && s->be->pipe_failed(s);
 }
 
 int ev_store_commit(ev_store *s, ev_error *err)
 {
-    int rc = pipelined(s) ? s->be->pipe_commit(s, s->be->tx_sql[EV_TX_COMMIT], err)
-                          : tx(s, EV_TX_COMMIT, "commit", err);
+    int rc = ev_store_pipelined(s)
+                 ? s->be->pipe_commit(s, s->be->tx_sql[EV_TX_COMMIT], err)
+                 : tx(s, EV_TX_COMMIT, "commit", err);
     if (s != NULL && !s->be->in_tx(s))
         serial_release(s);
     return rc;
@@ -365,7 +369,7 @@ int ev_store_commit(ev_store *s, ev_error *err)
 
 int ev_store_rollback(ev_store *s, ev_error *err)
 {
-    if (pipelined(s))
+    if (ev_store_pipelined(s))
         s->be->pipe_abort(s);
     int rc = 0;
     if (s != NULL && s->be->in_tx(s))

@@ -81,6 +81,17 @@ typedef struct ev_store_ops {
     bool (*pipe_failed)(ev_store *s);
     int (*pipe_commit)(ev_store *s, const char *commit_sql, ev_error *err);
     void (*pipe_abort)(ev_store *s);
+    /* Rows a pipelined transaction writes and nobody reads before its flush,
+     * kept and written in one statement each at the flush (NULL: written one
+     * by one). An inbox claim is then taken as fresh: a duplicate fails the
+     * flush (ev_store_deferred_failed, not a conflict), and the careful run
+     * asks. pipe_settle sends what is kept (unanswered): before a read of those
+     * tables, and by ev_store_flush; pipe_flush only waits for answers. */
+    int (*inbox_defer)(ev_store *s, const char *event_id, int64_t at, ev_error *err);
+    int (*outbox_defer)(ev_store *s, const char *topic, const char *key,
+                        const void *value, size_t len, const char *headers, int64_t at,
+                        ev_error *err);
+    int (*pipe_settle)(ev_store *s, ev_error *err);
     /* Takes (waits for) or releases the service's serial lock, outside a
      * transaction (NULL: one instance per store, nothing to wait for). */
     int (*serial_lock)(ev_store *s, bool take, ev_error *err);
@@ -110,6 +121,9 @@ struct ev_store {
     size_t cap; /* power of two */
     size_t len;
 };
+
+/* A pipelined transaction is open (its statements are answered later). */
+bool ev_store_pipelined(ev_store *s);
 
 extern const ev_store_ops ev_store_sqlite;
 extern const ev_store_ops ev_store_pg;

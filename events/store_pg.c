@@ -48,6 +48,9 @@ static const char runtime_tables[] =
 
 /* ---- errors ---- */
 
+/* The inbox's primary key (its default name). */
+#define PG_INBOX_KEY "inbox_pkey"
+
 /* SQLSTATEs of a lost race: serialization failure, deadlock, unique key taken
  * by a concurrent transaction. The whole transaction runs again. */
 static bool sqlstate_conflict(const char *state)
@@ -109,6 +112,11 @@ int pg_res_fail(ev_store *s, const PGresult *res, const char *what, ev_error *er
     }
     if (state == NULL)
         state = "XX000";
+    /* The inbox's key met by the claims of a pipelined batch (store_pg_bulk.c):
+     * a duplicate, which the careful run skips; not a race to run again. */
+    const char *key = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (strcmp(state, "23505") == 0 && key != NULL && strcmp(key, PG_INBOX_KEY) == 0)
+        return ev_error_set(err, EV_ESTORE, "store: %s: %s (duplicate)", what, msg);
     bool conflict = sqlstate_conflict(state);
     if (conflict)
         s->conflict = true;
@@ -596,6 +604,9 @@ const ev_store_ops ev_store_pg = {
     .pipe_failed = pg_pipe_failed,
     .pipe_commit = pg_pipe_commit,
     .pipe_abort = pg_pipe_abort,
+    .inbox_defer = pg_bulk_inbox,
+    .outbox_defer = pg_bulk_outbox,
+    .pipe_settle = pg_pipe_settle,
     .serial_lock = pg_serial_lock,
     .tx_cached = false,
     .tx_sql = {[EV_TX_BEGIN] = "BEGIN ISOLATION LEVEL REPEATABLE READ",

@@ -34,6 +34,20 @@ typedef struct pg_sent {
     bool sync;   /* not a statement: a Sync, answered PGRES_PIPELINE_SYNC */
 } pg_sent;
 
+/* An array literal being built ("{a,b,..." without its closing brace). */
+typedef struct pg_buf {
+    char *p;
+    size_t len, cap;
+} pg_buf;
+
+/* Rows of the pipelined transaction written at its flush (store_pg_bulk.c):
+ * inbox (event_id, seen_at), outbox (topic, key, value, headers, created_at). */
+typedef struct pg_bulk {
+    pg_buf in[2];
+    pg_buf out[5];
+    size_t n_in, n_out;
+} pg_bulk;
+
 typedef struct pg_conn {
     PGconn *c;
     bool pipe;      /* a pipelined transaction is open */
@@ -42,6 +56,7 @@ typedef struct pg_conn {
     pg_sent *sent;  /* sent, not yet answered */
     size_t n_sent, cap_sent;
     PGresult *kept; /* the answer of the last kept statement */
+    pg_bulk bulk;   /* rows kept for the flush */
 } pg_conn;
 
 static inline pg_conn *pg_of(ev_store *s)
@@ -71,6 +86,8 @@ int pg_pipe_begin(ev_store *s, const char *begin_sql, ev_error *err);
  * rows, or when too many are unanswered. */
 int pg_pipe_send(ev_store *s, ev_stmt *st, ev_error *err);
 int pg_pipe_flush(ev_store *s, ev_error *err);
+/* Sends the kept rows (store_pg_bulk.c) without waiting: before a read of them. */
+int pg_pipe_settle(ev_store *s, ev_error *err);
 /* The first error of the pipelined transaction into err (0: none). */
 int pg_pipe_error(ev_store *s, ev_error *err);
 bool pg_pipe_active(ev_store *s);
@@ -82,5 +99,17 @@ void pg_pipe_abort(ev_store *s);
 bool pg_pipe_pause(ev_store *s);
 void pg_pipe_resume(ev_store *s, bool was_on);
 void pg_pipe_free(pg_conn *pc);
+/* Notes a statement sent (unanswered, its answer not kept). */
+int pg_pipe_push(ev_store *s);
+
+/* store_pg_bulk.c: the inbox's claims and the outbox's rows of a pipelined
+ * transaction, kept until pg_bulk_send (at its flush and commit). */
+int pg_bulk_inbox(ev_store *s, const char *event_id, int64_t at, ev_error *err);
+int pg_bulk_outbox(ev_store *s, const char *topic, const char *key, const void *value,
+                   size_t len, const char *headers, int64_t at, ev_error *err);
+bool pg_bulk_pending(ev_store *s);
+int pg_bulk_send(ev_store *s);
+void pg_bulk_clear(pg_conn *pc);
+void pg_bulk_free(pg_conn *pc);
 
 #endif

@@ -34,6 +34,11 @@ static int push(ev_store *s, ev_stmt *st, bool keep, ev_error *err)
     return 0;
 }
 
+int pg_pipe_push(ev_store *s)
+{
+    return push(s, NULL, false, NULL);
+}
+
 /* The first failure of the transaction, kept for every later call. */
 static void note_failure(ev_store *s, const PGresult *res, const char *what)
 {
@@ -141,6 +146,7 @@ int pg_pipe_begin(ev_store *s, const char *begin_sql, ev_error *err)
     pg_conn *pc = pg_of(s);
     pc->failed = false;
     pc->first = (ev_error){0};
+    pg_bulk_clear(pc);
     if (PQenterPipelineMode(pc->c) != 1)
         return lost(s, "begin", err);
     pc->pipe = true;
@@ -182,6 +188,20 @@ int pg_pipe_send(ev_store *s, ev_stmt *st, ev_error *err)
     return pg_pipe_error(s, err);
 }
 
+/* The kept rows' statements go out before a flush or the commit. */
+static void send_bulk(ev_store *s)
+{
+    if (!pg_of(s)->failed && pg_bulk_pending(s) && pg_bulk_send(s) != 0)
+        note_failure(s, NULL, "step");
+    pg_bulk_clear(pg_of(s));
+}
+
+int pg_pipe_settle(ev_store *s, ev_error *err)
+{
+    send_bulk(s);
+    return pg_pipe_error(s, err);
+}
+
 int pg_pipe_flush(ev_store *s, ev_error *err)
 {
     drain(s);
@@ -216,6 +236,7 @@ int pg_pipe_commit(ev_store *s, const char *commit_sql, ev_error *err)
     pg_conn *pc = pg_of(s);
     int rc = 0;
     bool unlocking = false;
+    send_bulk(s);
     if (!pc->failed) {
         if (PQsendQueryParams(pc->c, commit_sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
             note_failure(s, NULL, "commit");
@@ -237,6 +258,7 @@ int pg_pipe_commit(ev_store *s, const char *commit_sql, ev_error *err)
 
 void pg_pipe_abort(ev_store *s)
 {
+    pg_bulk_clear(pg_of(s));
     leave(s);
 }
 
@@ -259,6 +281,7 @@ void pg_pipe_resume(ev_store *s, bool was_on)
 
 void pg_pipe_free(pg_conn *pc)
 {
+    pg_bulk_free(pc);
     PQclear(pc->kept);
     free(pc->sent);
 }

@@ -20,11 +20,28 @@ static int exec_as(const char *what, ev_error *err, ev_stmt *st)
     return rc;
 }
 
+/* The backend keeps these rows for the flush of a pipelined transaction. */
+static bool deferring(ev_store *s, const void *op)
+{
+    return op != NULL && ev_store_pipelined(s);
+}
+
+/* Before a read of the inbox or outbox: what is kept goes out first. */
+static int settle(ev_store *s, ev_error *err)
+{
+    return s != NULL && deferring(s, (const void *)s->be->pipe_settle)
+               ? s->be->pipe_settle(s, err)
+               : 0;
+}
+
 static int count_rows(ev_store *s, const char *sql, int64_t *n, const char *what,
                       ev_error *err)
 {
     if (s == NULL || n == NULL)
         return ev_error_set(err, EV_EINVAL, "store: %s: NULL argument", what);
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     return ev_store_query_int(ev_store_stmt(s, sql, err), 0, n, NULL, err);
 }
 
@@ -34,6 +51,9 @@ int ev_store_inbox_seen(ev_store *s, const char *event_id, bool *seen, ev_error 
 {
     if (s == NULL || event_id == NULL || seen == NULL)
         return ev_error_set(err, EV_EINVAL, "store: inbox seen: NULL argument");
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     int64_t one = 0;
     return ev_store_query_int(
         ev_store_bind(s, err, "SELECT 1 FROM inbox WHERE event_id = ?1", "s", event_id),
@@ -44,6 +64,9 @@ int ev_store_inbox_add(ev_store *s, const char *event_id, int64_t now_ms, ev_err
 {
     if (s == NULL || event_id == NULL || event_id[0] == '\0')
         return ev_error_set(err, EV_EINVAL, "store: inbox add: empty event id");
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     return exec_as(
         "inbox add", err,
         ev_store_bind(s, err, s->be->sql[EV_SQL_INBOX_ADD], "si", event_id, now_ms));
@@ -54,6 +77,13 @@ int ev_store_inbox_claim(ev_store *s, const char *event_id, int64_t now_ms, bool
 {
     if (s == NULL || event_id == NULL || event_id[0] == '\0' || fresh == NULL)
         return ev_error_set(err, EV_EINVAL, "store: inbox claim: empty event id");
+    if (deferring(s, s->be->inbox_defer)) {
+        /* kept for the flush, taken as fresh: a duplicate fails the flush and
+         * the careful run (not pipelined) asks (a round trip per event else) */
+        int rc = s->be->inbox_defer(s, event_id, now_ms, err);
+        *fresh = rc == 0;
+        return rc;
+    }
     ev_stmt *st =
         ev_store_bind(s, err, s->be->sql[EV_SQL_INBOX_ADD], "si", event_id, now_ms);
     int rc = exec_as("inbox claim", err, st);
@@ -66,6 +96,9 @@ int ev_store_inbox_prune_n(ev_store *s, int64_t older_than_ms, int64_t *removed,
 {
     if (s == NULL)
         return ev_error_set(err, EV_EINVAL, "store: inbox prune: NULL store");
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     ev_stmt *st =
         ev_store_bind(s, err, "DELETE FROM inbox WHERE seen_at < ?1", "i", older_than_ms);
     int ret = exec_as("inbox prune", err, st);
@@ -93,6 +126,12 @@ int ev_store_outbox_add(ev_store *s, const char *topic, const char *key,
     if (s == NULL || topic == NULL || topic[0] == '\0' || (value == NULL && len > 0))
         return ev_error_set(err, EV_EINVAL,
                             "store: outbox add: topic and value required");
+    if (id_out == NULL && deferring(s, s->be->outbox_defer)) /* written at the flush */
+        return s->be->outbox_defer(s, topic, key, value, len, headers_json,
+                                   ev_store_wall_ms(), err);
+    int settled = settle(s, err); /* the ids follow the calls */
+    if (settled != 0)
+        return settled;
     ev_stmt *st = ev_store_stmt(
         s, s->be->sql[id_out != NULL ? EV_SQL_OUTBOX_ADD : EV_SQL_OUTBOX_PUT], err);
     if (st == NULL)
@@ -114,7 +153,7 @@ int ev_store_outbox_add(ev_store *s, const char *topic, const char *key,
     }
     int64_t id = 0;
     if (id_out == NULL) {
-        rc = ev_store_exec(st, err); /* pipelined on PostgreSQL: no answer awaited */
+        rc = ev_store_exec(st, err);
     } else if (s->be->last_id != NULL) {
         rc = ev_store_exec(st, err);
         id = rc == 0 ? s->be->last_id(s) : 0;
@@ -131,6 +170,9 @@ int ev_store_outbox_each(ev_store *s, int64_t from_id, size_t limit, ev_outbox_f
 {
     if (s == NULL || fn == NULL)
         return ev_error_set(err, EV_EINVAL, "store: outbox each: NULL argument");
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     int64_t lim = limit == 0 || limit > INT32_MAX ? INT32_MAX : (int64_t)limit;
     ev_stmt *st = ev_store_bind(s, err,
                                 "SELECT id, topic, key, value, headers FROM outbox "
@@ -156,6 +198,9 @@ int ev_store_outbox_delete(ev_store *s, int64_t id, ev_error *err)
 {
     if (s == NULL)
         return ev_error_set(err, EV_EINVAL, "store: outbox delete: NULL store");
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     return exec_as("outbox delete", err,
                    ev_store_bind(s, err, "DELETE FROM outbox WHERE id = ?1", "i", id));
 }
@@ -170,6 +215,9 @@ int ev_store_outbox_delete_ids(ev_store *s, int64_t *ids, size_t n, ev_error *er
 {
     if (s == NULL || (ids == NULL && n > 0))
         return ev_error_set(err, EV_EINVAL, "store: outbox delete: NULL argument");
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     if (n == 0)
         return 0; /* ids may be NULL: nothing delivered */
     qsort(ids, n, sizeof(*ids), cmp_id);
@@ -215,6 +263,9 @@ int ev_store_outbox_claim(ev_store *s, int64_t older_than_ms, int64_t *claimed,
 {
     if (s == NULL || claimed == NULL || min_id == NULL)
         return ev_error_set(err, EV_EINVAL, "store: outbox claim: NULL argument");
+    int settled = settle(s, err);
+    if (settled != 0)
+        return settled;
     *claimed = 0;
     *min_id = INT64_MAX;
     bool own = !ev_store_in_tx(s);

@@ -300,11 +300,119 @@ START_TEST(serial_transactions_take_turns_instead_of_conflicting)
 }
 END_TEST
 
+/* In a pipeline an inbox claim is sent blind (PostgreSQL): a duplicate fails
+ * the attempt without being a race, and the careful run's claim sees it. The
+ * same for an id another instance committed after this transaction began. */
+START_TEST(a_blind_inbox_claim_of_a_duplicate_fails_the_attempt_not_as_a_race)
+{
+    ev_store *a = open_store();
+    ev_store *b = open_store();
+    bool pg = sf_backend == EV_STORE_POSTGRES;
+    OK(ev_store_inbox_add(b, "old", 1, &e_));
+    OK(ev_store_begin_pipelined(b, &e_));
+    ck_assert_int_eq(get(b, "none"), -1); /* b's snapshot, on PostgreSQL */
+    if (pg) { /* another instance applies "late" now (SQLite: b holds the lock) */
+        OK(ev_store_begin(a, &e_));
+        OK(ev_store_inbox_add(a, "late", 2, &e_));
+        OK(ev_store_commit(a, &e_));
+    }
+    bool fresh = false;
+    OK(ev_store_inbox_claim(b, "new", 3, &fresh, &e_));
+    ck_assert(fresh);
+    OK(ev_store_inbox_claim(b, "old", 3, &fresh, &e_));
+    ck_assert(fresh == pg); /* PostgreSQL has not answered yet */
+    ev_error err = {0};
+    int rc = ev_store_flush(b, &err);
+    if (pg) {
+        ck_assert_int_eq(rc, EV_ESTORE);
+        ck_assert(ev_store_deferred_failed(b));
+        ck_assert(!ev_store_conflict(b));
+        ck_assert_msg(strstr(err.text, "(duplicate)") != NULL, "%s", err.text);
+    } else {
+        ck_assert_int_eq(rc, 0);
+    }
+    OK(ev_store_rollback(b, &e_));
+    /* the careful run asks, one claim at a time */
+    OK(ev_store_begin(b, &e_));
+    const char *ids[] = {"old", "new", "late"};
+    const bool want[] = {false, true, !pg};
+    for (int i = 0; i < 3; i++) {
+        OK(ev_store_inbox_claim(b, ids[i], 4, &fresh, &e_));
+        ck_assert_msg(fresh == want[i], "%s", ids[i]);
+    }
+    OK(ev_store_commit(b, &e_));
+    int64_t n = 0;
+    OK(ev_store_inbox_count(b, &n, &e_));
+    ck_assert_int_eq(n, 3);
+    ev_store_close(b);
+    ev_store_close(a);
+}
+END_TEST
+
+/* Outbox rows of a pipelined transaction (kept for its flush on PostgreSQL):
+ * every byte, NULL key and headers, quotes and backslashes, in the order of
+ * the calls; a read of the outbox inside the transaction sees them. */
+START_TEST(outbox_rows_of_a_pipeline_keep_their_bytes_and_order)
+{
+    static const struct {
+        const char *topic, *key, *value;
+        size_t len;
+        const char *headers;
+    } rows[] = {
+        {"orders", "o-\"1\\", "{\"a\":\"\\\"\"}", 10, "{\"t\":\"\\x00\"}"},
+        {"orders", NULL, "\0bin\xff\\x", 7, NULL},
+        {"pay,ments", "{o}", "", 0, "NULL"},
+        {"orders", "NULL", "v", 1, ""},
+    };
+    ev_store *s = open_store();
+    OK(ev_store_begin_pipelined(s, &e_));
+    for (size_t i = 0; i < N_OF(rows); i++) {
+        OK(ev_store_outbox_add(s, rows[i].topic, rows[i].key, rows[i].value, rows[i].len,
+                               rows[i].headers, NULL, &e_));
+        if (i == 1) {
+            int64_t n = 0;
+            OK(ev_store_outbox_count(s, &n, &e_)); /* sees what is kept */
+            ck_assert_int_eq(n, 2);
+        }
+    }
+    OK(ev_store_flush(s, &e_));
+    OK(ev_store_commit(s, &e_));
+    sf_walk w = sf_walk_of(s);
+    ck_assert_uint_eq(w.n, N_OF(rows));
+    for (size_t i = 0; i < N_OF(rows); i++) {
+        ck_assert(i == 0 || w.rows[i].id > w.rows[i - 1].id);
+        ck_assert_str_eq(w.rows[i].topic, rows[i].topic);
+        ck_assert(w.rows[i].has_key == (rows[i].key != NULL));
+        ck_assert_str_eq(w.rows[i].key, rows[i].key ? rows[i].key : "");
+        ck_assert(w.rows[i].has_headers == (rows[i].headers != NULL));
+        ck_assert_str_eq(w.rows[i].headers, rows[i].headers ? rows[i].headers : "");
+        ck_assert_uint_eq(w.rows[i].len, rows[i].len);
+        ck_assert_mem_eq(w.rows[i].value, rows[i].value, rows[i].len);
+    }
+    /* a rolled back pipeline leaves none of its kept rows behind */
+    OK(ev_store_begin_pipelined(s, &e_));
+    OK(ev_store_outbox_add(s, "orders", "k", "x", 1, NULL, NULL, &e_));
+    bool fresh = false;
+    OK(ev_store_inbox_claim(s, "gone", 1, &fresh, &e_));
+    OK(ev_store_rollback(s, &e_));
+    OK(ev_store_begin_pipelined(s, &e_));
+    OK(ev_store_commit(s, &e_));
+    int64_t n = 0;
+    OK(ev_store_outbox_count(s, &n, &e_));
+    ck_assert_int_eq(n, (int64_t)N_OF(rows));
+    OK(ev_store_inbox_count(s, &n, &e_));
+    ck_assert_int_eq(n, 0);
+    ev_store_close(s);
+}
+END_TEST
+
 static const test_ref both[] = {
     T(writes_then_a_read_see_each_other_and_commit),
     T(changes_of_a_sent_update_waits_for_its_answer),
     T(thousands_of_writes_in_one_transaction),
     T(statements_prepared_inside_the_pipeline),
+    T(a_blind_inbox_claim_of_a_duplicate_fails_the_attempt_not_as_a_race),
+    T(outbox_rows_of_a_pipeline_keep_their_bytes_and_order),
 };
 
 static const test_ref pg_only[] = {
