@@ -235,6 +235,7 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, size_t in
     int fatal = 0;
     fast_fail f = {0};
     rec_result res = verdict(rt, m, index, now, &f, &fatal, err);
+    f.res = res; /* record_failed retries or dead-letters by it */
     if (fatal != 0)
         return fatal;
     if (ev_store_conflict(rt->store)) /* the batch runs again, nobody's fault */
@@ -261,7 +262,6 @@ static int process_record(ev_runtime *rt, const rd_kafka_message_t *m, size_t in
          * the careful run decides this record again */
         f.set = !ev_store_deferred_failed(rt->store);
         f.index = index;
-        f.res = res;
         rt->fail = f;
         return FAST_ABORT;
     }

@@ -357,6 +357,44 @@ START_TEST(retryable_error_retried_then_applied_once)
 }
 END_TEST
 
+/* Several records of one batch fail for now (in different partitions): each
+ * is retried, none dead-lettered, each applied once. The careful run must
+ * give every failing record its own verdict, not only the one that stopped
+ * the optimistic attempt. */
+START_TEST(retryable_errors_of_one_batch_all_retried)
+{
+    static const char *keys[] = {"ka", "kb", "kc", "kd", "ke", "kf", "kg", "kh"};
+    svc s;
+    svc_init(&s);
+    svc_env(&s, "CHOREO_TEST_FAIL_KEY=ka,kb,kc,kd,ke,kf,kg,kh");
+    svc_env(&s, "CHOREO_TEST_FAIL_TIMES=2");
+    svc_env(&s, "CHOREO_MAX_ATTEMPTS=4");
+    for (size_t i = 0; i < (sizeof(keys) / sizeof(keys[0]));
+         i++) { /* before the start: one batch */
+        char id[16];
+        snprintf(id, sizeof(id), "multi-%zu", i);
+        send_add(&s, id, keys[i], 1);
+    }
+    svc_start(&s);
+    causes c = {"test.added", (sizeof(keys) / sizeof(keys[0])), NULL};
+    harness_records out;
+    SVC_ASSERT(&s, harness_read(s.out, have_causes, &c, WAIT_MS, &out) == 0,
+               "not all applied");
+    harness_records_free(&out);
+    json_t *d = wait_dump(&s, (json_int_t)(sizeof(keys) / sizeof(keys[0])),
+                          (sizeof(keys) / sizeof(keys[0])), WAIT_MS);
+    for (size_t i = 0; d != NULL && i < (sizeof(keys) / sizeof(keys[0])); i++)
+        SVC_ASSERT(&s, dump_counter(d, keys[i], "adds") == 1, "%s applied once", keys[i]);
+    SVC_ASSERT(&s, d != NULL, "dump");
+    json_decref(d);
+    harness_records dlq;
+    harness_read(s.dlq, NULL, NULL, 1000, &dlq); /* all it holds after 1 s */
+    SVC_ASSERT(&s, dlq.n == 0, "%zu dead-lettered", dlq.n);
+    harness_records_free(&dlq);
+    svc_done(&s);
+}
+END_TEST
+
 START_TEST(permanent_retry_dead_lettered_after_max_attempts)
 {
     svc s;
@@ -664,6 +702,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(tc, bad_records_dead_lettered_and_next_processed);
     tcase_add_test(tc, unknown_type_skipped_not_dead_lettered);
     tcase_add_test(tc, retryable_error_retried_then_applied_once);
+    tcase_add_test(tc, retryable_errors_of_one_batch_all_retried);
     tcase_add_test(tc, permanent_retry_dead_lettered_after_max_attempts);
     tcase_add_test(tc, timer_fires_with_causation_of_arming_event);
     tcase_add_test(tc, timer_dead_letter_replayed_by_rearming);

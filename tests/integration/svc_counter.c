@@ -10,8 +10,9 @@
 
 /* Knobs (read once at start):
  *   CHOREO_TEST_SLOW_MS       sleep this long in every test.add
- *   CHOREO_TEST_FAIL_KEY      for this key, return EV_ERETRY the first
- *   CHOREO_TEST_FAIL_TIMES    ... this many times (per process)
+ *   CHOREO_TEST_FAIL_KEY      for these keys (comma-separated), return
+ *                             EV_ERETRY the first
+ *   CHOREO_TEST_FAIL_TIMES    ... this many times (per key, per process)
  *   CHOREO_TEST_PERM_FAIL_KEY for this key, always EV_ERETRY
  *   CHOREO_TEST_COMMIT_FAIL_TIMES  before_commit fails this many times
  *   CHOREO_TEST_TIMER_FAIL_TIMES   the remind timer fails for good (EV_EINVAL,
@@ -19,9 +20,11 @@
  * Data knobs: n < 0 is a permanent handler error; key "bad-emit" emits a
  * schema-invalid test.added; remind_ms arms a timer "remind" for the key. */
 static long slow_ms;
-static const char *fail_key;
+#define MAX_FAIL_KEYS 16
+static char fail_keys[MAX_FAIL_KEYS][32];
+static long failed_so_far[MAX_FAIL_KEYS];
+static size_t n_fail_keys;
 static long fail_times;
-static long failed_so_far;
 static const char *perm_fail_key;
 static long commit_fail_times;
 static long commit_failed_so_far;
@@ -89,10 +92,12 @@ static int knob_failure(const char *key, json_int_t n, ev_error *err)
 {
     if (perm_fail_key != NULL && strcmp(key, perm_fail_key) == 0)
         return ev_error_set(err, EV_ERETRY, "test: key %s always fails", key);
-    if (fail_key != NULL && strcmp(key, fail_key) == 0 && failed_so_far < fail_times) {
-        failed_so_far++;
+    for (size_t i = 0; i < n_fail_keys; i++) {
+        if (strcmp(key, fail_keys[i]) != 0 || failed_so_far[i] >= fail_times)
+            continue;
+        failed_so_far[i]++;
         return ev_error_set(err, EV_ERETRY, "test: transient failure %ld of %ld",
-                            failed_so_far, fail_times);
+                            failed_so_far[i], fail_times);
     }
     if (n < 0)
         return ev_error_set(err, EV_EINVAL, "test: negative n %" JSON_INTEGER_FORMAT, n);
@@ -198,7 +203,13 @@ static const ev_service_def counter_def = {
 int main(int argc, char **argv)
 {
     slow_ms = env_long("CHOREO_TEST_SLOW_MS");
-    fail_key = getenv("CHOREO_TEST_FAIL_KEY");
+    const char *keys = getenv("CHOREO_TEST_FAIL_KEY");
+    while (keys != NULL && *keys != '\0' && n_fail_keys < MAX_FAIL_KEYS) {
+        size_t n = strcspn(keys, ",");
+        snprintf(fail_keys[n_fail_keys++], sizeof(fail_keys[0]), "%.*s",
+                 (int)(n < 31 ? n : 31), keys);
+        keys += n + (keys[n] == ',');
+    }
     fail_times = env_long("CHOREO_TEST_FAIL_TIMES");
     perm_fail_key = getenv("CHOREO_TEST_PERM_FAIL_KEY");
     commit_fail_times = env_long("CHOREO_TEST_COMMIT_FAIL_TIMES");
