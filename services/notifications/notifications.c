@@ -337,19 +337,11 @@ typedef struct ntf_mail {
     char text[2048];
 } ntf_mail;
 
-/* The mail event_id (its row) addressed to addr into *m. */
-static int ntf_compose(ev_ctx *ctx, const char *event_id, const char *addr, ntf_mail *m,
+/* The mail of st's row (order_id, template, subject, body, at, corr), whose
+ * id is event_id, addressed to addr, into *m. */
+static int ntf_compose(ev_stmt *st, const char *event_id, const char *addr, ntf_mail *m,
                        ev_error *err)
 {
-    ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
-                                "SELECT order_id, template, subject, body, at, corr"
-                                " FROM mails WHERE event_id = ?1",
-                                "s", event_id);
-    if (!st)
-        return err->code;
-    int rc = ev_stmt_step(st, err);
-    if (rc <= 0)
-        return rc < 0 ? rc : ev_error_set(err, EV_ESTORE, "mail %s: no row", event_id);
     snprintf(m->order_id, sizeof(m->order_id), "%s", ev_stmt_text(st, 0));
     snprintf(m->tmpl, sizeof(m->tmpl), "%s", ev_stmt_text(st, 1));
     snprintf(m->corr, sizeof(m->corr), "%s", ev_stmt_text(st, 5));
@@ -360,7 +352,6 @@ static int ntf_compose(ev_ctx *ctx, const char *event_id, const char *addr, ntf_
                      "Content-Type: text/plain; charset=utf-8\r\n\r\n%s\r\n",
                      addr, ev_stmt_text(st, 2), ev_stmt_text(st, 4), event_id,
                      m->order_id, m->tmpl, ev_stmt_text(st, 3));
-    ev_stmt_reset(st);
     if (n < 0 || (size_t)n >= sizeof(m->text))
         return ev_error_set(err, EV_EINVAL, "mail for %s too long", m->order_id);
     return 0;
@@ -376,14 +367,18 @@ static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_erro
     ev_uuid4(token);
     ev_stmt *st =
         ev_store_bind(ev_ctx_store(ctx), err,
-                      "UPDATE mails SET status = 'SENT', to_addr = ?2,"
-                      " sent_token = ?3 WHERE event_id = ?1 AND status = 'PENDING'",
+                      "UPDATE mails SET status = 'SENT', to_addr = ?2, sent_token = ?3"
+                      " WHERE event_id = ?1 AND status = 'PENDING'"
+                      " RETURNING order_id, template, subject, body, at, corr",
                       "sss", event_id, addr, token);
-    int rc = ev_store_exec(st, err);
-    if (rc < 0 || ev_stmt_changes(st) != 1)
-        return rc;
+    if (st == NULL)
+        return err->code;
+    int rc = ev_stmt_step(st, err);
+    if (rc <= 0)
+        return rc; /* no row: not pending any more */
     ntf_mail m;
-    rc = ntf_compose(ctx, event_id, addr, &m, err);
+    rc = ntf_compose(st, event_id, addr, &m, err);
+    ev_stmt_reset(st);
     if (rc == 0)
         rc = ntf_deliver(ctx, event_id, token, m.text, err);
     if (rc < 0)
@@ -427,27 +422,21 @@ static int ntf_note_customer(ev_ctx *ctx, const char *customer_id, const char *e
 }
 
 /* The address of the order's customer into addr ("" while either is
- * unknown), writing the customer's row (ntf_migrations says why). */
+ * unknown), writing the customer's row (ntf_migrations says why): one
+ * statement, the upsert returns the row it wrote. */
 static int ntf_address(ev_ctx *ctx, const char *order_id, char *addr, size_t cap,
                        ev_error *err)
 {
-    char customer[EV_SUBJECT_MAX];
     addr[0] = '\0';
-    int rc = ev_store_query_text(
+    return ev_store_query_text(
         ev_store_bind(ev_ctx_store(ctx), err,
-                      "SELECT customer_id FROM orders WHERE order_id = ?1", "s",
-                      order_id),
-        customer, sizeof(customer), NULL, err);
-    if (rc < 0 || !customer[0])
-        return rc;
-    rc = ntf_note_customer(ctx, customer, "", err);
-    if (rc == 0)
-        rc = ev_store_query_text(ev_store_bind(ev_ctx_store(ctx), err,
-                                               "SELECT email FROM customers"
-                                               " WHERE customer_id = ?1",
-                                               "s", customer),
-                                 addr, cap, NULL, err);
-    return rc;
+                      "INSERT INTO customers(customer_id, email)"
+                      " SELECT customer_id, '' FROM orders"
+                      " WHERE order_id = ?1 AND customer_id <> ''"
+                      " ON CONFLICT(customer_id) DO UPDATE SET email = customers.email"
+                      " RETURNING email",
+                      "s", order_id),
+        addr, cap, NULL, err);
 }
 
 /* Sends the order's pending mails once its customer's address is known. */
