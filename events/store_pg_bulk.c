@@ -20,6 +20,10 @@ static const char outbox_sql[] =
     " SELECT t, k, v, h, c, $6 FROM unnest($1::text[], $2::text[], $3::bytea[],"
     " $4::text[], $5::bigint[]) WITH ORDINALITY AS u(t, k, v, h, c, n) ORDER BY n";
 
+/* Kept bytes (the outbox's values, in hex) that are sent without waiting for
+ * the flush. */
+#define BULK_SEND_BYTES (4u << 20)
+
 static bool grow(pg_buf *b, size_t more)
 {
     if (b->len + more + 2 <= b->cap) /* room for the closing brace and NUL */
@@ -125,7 +129,8 @@ int pg_bulk_outbox(ev_store *s, const char *topic, const char *key, const void *
         !put_int(&b->out[4], at))
         return oom("outbox add", err);
     b->n_out++;
-    return 0;
+    /* big values go out before they pile up (the order stays the calls') */
+    return b->out[2].len >= BULK_SEND_BYTES ? pg_pipe_settle(s, err) : 0;
 }
 
 bool pg_bulk_pending(ev_store *s)

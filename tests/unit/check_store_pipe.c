@@ -14,6 +14,9 @@
 
 #include "store_fixture.h"
 
+#define BIG_LEN ((size_t)700 * 1024) /* 1.4 MB in hex: sent every 3 rows */
+#define BIG_ROWS 10
+
 static const char table_sql[] = "CREATE TABLE t(k TEXT PRIMARY KEY, v BIGINT NOT NULL)";
 static const ev_migration migrations[] = {{1, table_sql, NULL}};
 
@@ -406,6 +409,53 @@ START_TEST(outbox_rows_of_a_pipeline_keep_their_bytes_and_order)
 }
 END_TEST
 
+/* Big outbox values go out before the flush; order and bytes are kept. */
+typedef struct big_walk {
+    size_t n;
+    int64_t last_id;
+    bool ok;
+} big_walk;
+
+static int big_row(void *arg, int64_t id, const char *topic, const char *key,
+                   const void *value, size_t len, const char *headers_json)
+{
+    (void)topic;
+    (void)headers_json;
+    big_walk *w = arg;
+    char want[8];
+    snprintf(want, sizeof(want), "b%zu", w->n);
+    const unsigned char *v = value;
+    w->ok = w->ok && id > w->last_id && key != NULL && strcmp(key, want) == 0 &&
+            len == BIG_LEN && v[0] == (unsigned char)w->n && v[len - 1] == 0xff;
+    w->last_id = id;
+    w->n++;
+    return 0;
+}
+
+START_TEST(big_outbox_values_of_a_pipeline_keep_their_order)
+{
+    unsigned char *v = malloc(BIG_LEN);
+    ck_assert_ptr_nonnull(v);
+    memset(v, 0xff, BIG_LEN);
+    ev_store *s = open_store();
+    OK(ev_store_begin_pipelined(s, &e_));
+    for (size_t i = 0; i < BIG_ROWS; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "b%zu", i);
+        v[0] = (unsigned char)i;
+        OK(ev_store_outbox_add(s, "big", key, v, BIG_LEN, NULL, NULL, &e_));
+    }
+    OK(ev_store_flush(s, &e_));
+    OK(ev_store_commit(s, &e_));
+    big_walk w = {.ok = true};
+    OK(ev_store_outbox_each(s, 0, 0, big_row, &w, &e_));
+    ck_assert_uint_eq(w.n, BIG_ROWS);
+    ck_assert(w.ok);
+    ev_store_close(s);
+    free(v);
+}
+END_TEST
+
 static const test_ref both[] = {
     T(writes_then_a_read_see_each_other_and_commit),
     T(changes_of_a_sent_update_waits_for_its_answer),
@@ -413,6 +463,7 @@ static const test_ref both[] = {
     T(statements_prepared_inside_the_pipeline),
     T(a_blind_inbox_claim_of_a_duplicate_fails_the_attempt_not_as_a_race),
     T(outbox_rows_of_a_pipeline_keep_their_bytes_and_order),
+    T(big_outbox_values_of_a_pipeline_keep_their_order),
 };
 
 static const test_ref pg_only[] = {
