@@ -61,16 +61,15 @@ static void ord_col(ev_stmt *st, int col, char *buf, size_t cap)
     snprintf(buf, cap, "%s", v ? v : "");
 }
 
-/* Reads the row of an order; *found false when there is none. */
-static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
-                    ev_error *err)
+/* The columns of an ord_row, as ord_read reads them. */
+#define ORD_COLS                                                                         \
+    "status, reserved, out_of_stock, authorized, declined, dispatched,"                  \
+    " cancel_requested, payment_id, origin_id, origin_corr"
+
+/* Steps st (a SELECT or RETURNING of ORD_COLS) into *r; *found false when it
+ * gives no row. */
+static int ord_read(ev_stmt *st, ord_row *r, bool *found, ev_error *err)
 {
-    ev_stmt *st =
-        ev_store_bind(ev_ctx_store(ctx), err,
-                      "SELECT status, reserved, out_of_stock, authorized, declined,"
-                      " dispatched, cancel_requested, payment_id, origin_id,"
-                      " origin_corr FROM orders WHERE order_id = ?1",
-                      "s", order_id);
     if (!st)
         return err->code;
     memset(r, 0, sizeof(*r));
@@ -90,6 +89,16 @@ static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
     ord_col(st, 9, r->origin_corr, sizeof(r->origin_corr));
     ev_stmt_reset(st);
     return 0;
+}
+
+/* Reads the row of an order; *found false when there is none. */
+static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
+                    ev_error *err)
+{
+    return ord_read(ev_store_bind(ev_ctx_store(ctx), err,
+                                  "SELECT " ORD_COLS " FROM orders WHERE order_id = ?1",
+                                  "s", order_id),
+                    r, found, err);
 }
 
 /* ---- transitions -------------------------------------------------------- */
@@ -137,31 +146,26 @@ static int ord_cancel(ev_ctx *ctx, const char *order_id, const ord_row *r,
                           err);
 }
 
-/* Decides what the known facts of a placed order allow. */
-static int ord_decide(ev_ctx *ctx, const char *order_id, ev_error *err)
+/* Decides what the known facts of a placed order (its row r) allow. */
+static int ord_decide(ev_ctx *ctx, const char *order_id, const ord_row *r, ev_error *err)
 {
-    ord_row r;
-    bool found;
-    int rc = ord_load(ctx, order_id, &r, &found, err);
-    if (rc < 0 || !found)
-        return rc;
-    if (strcmp(r.status, ORD_PENDING) == 0) {
-        if (r.out_of_stock)
-            return ord_reject(ctx, order_id, &r, "out_of_stock", err);
-        if (r.declined)
-            return ord_reject(ctx, order_id, &r, "payment_declined", err);
-        if (r.reserved && r.authorized) {
-            json_t *d =
-                json_pack("{s:s, s:s}", "order_id", order_id, "payment_id", r.payment_id);
-            return ord_transition(ctx, order_id, &r, ORD_CONFIRMED, NULL,
+    if (strcmp(r->status, ORD_PENDING) == 0) {
+        if (r->out_of_stock)
+            return ord_reject(ctx, order_id, r, "out_of_stock", err);
+        if (r->declined)
+            return ord_reject(ctx, order_id, r, "payment_declined", err);
+        if (r->reserved && r->authorized) {
+            json_t *d = json_pack("{s:s, s:s}", "order_id", order_id, "payment_id",
+                                  r->payment_id);
+            return ord_transition(ctx, order_id, r, ORD_CONFIRMED, NULL,
                                   "order.confirmed", d, err);
         }
         return 0;
     }
-    if (strcmp(r.status, ORD_CONFIRMED) == 0 && r.dispatched) {
+    if (strcmp(r->status, ORD_CONFIRMED) == 0 && r->dispatched) {
         json_t *d = json_pack("{s:s}", "order_id", order_id);
-        return ord_transition(ctx, order_id, &r, ORD_COMPLETED, NULL, "order.completed",
-                              d, err);
+        return ord_transition(ctx, order_id, r, ORD_COMPLETED, NULL, "order.completed", d,
+                              err);
     }
     return 0;
 }
@@ -195,26 +199,30 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     snprintf(r.origin_id, sizeof(r.origin_id), "%s", ev->id);
     snprintf(r.origin_corr, sizeof(r.origin_corr), "%s",
              ev->correlationid[0] ? ev->correlationid : ev->id);
-    rc = ev_store_exec(
+    ord_row now; /* the row the upsert wrote */
+    rc = ord_read(
         ev_store_bind(ev_ctx_store(ctx), err,
                       "INSERT INTO orders(order_id, customer_id, total_cents, currency,"
                       " status, updated_at, origin_id, origin_corr)"
                       " VALUES(?1, ?2, ?3, ?4, 'PENDING', ?5, ?6, ?7)"
                       " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
                       " total_cents = ?3, currency = ?4, status = 'PENDING',"
-                      " updated_at = ?5, origin_id = ?6, origin_corr = ?7",
+                      " updated_at = ?5, origin_id = ?6, origin_corr = ?7"
+                      " RETURNING " ORD_COLS,
                       "ssisiss", id, customer ? customer : "", total,
                       currency ? currency : "", (int64_t)ev_ctx_now_ms(ctx), r.origin_id,
                       r.origin_corr),
-        err);
+        &now, &found, err);
     if (rc < 0)
         return rc;
+    if (!found)
+        return ev_error_set(err, EV_ESTORE, "order %s: upsert returned no row", id);
     rc = ev_timer_arm(ctx, id, ORD_TIMER, ev_ctx_config(ctx)->order_timeout_ms, err);
     if (rc < 0)
         return rc;
-    if (found && r.cancel_requested)
-        return ord_cancel(ctx, id, &r, "customer", err);
-    return ord_decide(ctx, id, err);
+    if (now.cancel_requested)
+        return ord_cancel(ctx, id, &now, "customer", err);
+    return ord_decide(ctx, id, &now, err);
 }
 
 /* A fact about an order from another service: sets its flag, then decides.
@@ -235,15 +243,20 @@ static int ord_fact(ev_ctx *ctx, const ev_envelope *ev, const char *sql,
     ev_stmt *st = with_payment
                       ? ev_store_bind(s, err, sql, "sis", id, now, pay ? pay : "")
                       : ev_store_bind(s, err, sql, "si", id, now);
-    rc = ev_store_exec(st, err);
+    ord_row r;
+    bool found;
+    rc = ord_read(st, &r, &found, err);
     if (rc < 0)
         return rc;
-    return ord_decide(ctx, id, err);
+    if (!found)
+        return ev_error_set(err, EV_ESTORE, "order %s: upsert returned no row", id);
+    return ord_decide(ctx, id, &r, err);
 }
 
 #define ORD_FACT_SQL(col)                                                                \
     "INSERT INTO orders(order_id, " col ", updated_at) VALUES(?1, 1, ?2)"                \
-    " ON CONFLICT(order_id) DO UPDATE SET " col " = 1, updated_at = ?2"
+    " ON CONFLICT(order_id) DO UPDATE SET " col " = 1, updated_at = ?2"                  \
+    " RETURNING " ORD_COLS
 
 static int ord_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
@@ -265,7 +278,8 @@ static int ord_on_authorized(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     return ord_fact(ctx, ev,
                     "INSERT INTO orders(order_id, authorized, payment_id, updated_at)"
                     " VALUES(?1, 1, ?3, ?2) ON CONFLICT(order_id) DO UPDATE SET"
-                    " authorized = 1, payment_id = ?3, updated_at = ?2",
+                    " authorized = 1, payment_id = ?3, updated_at = ?2"
+                    " RETURNING " ORD_COLS,
                     true, err);
 }
 
