@@ -51,15 +51,15 @@ static void pay_col(ev_stmt *st, int col, char *buf, size_t cap)
     snprintf(buf, cap, "%s", v ? v : "");
 }
 
-static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
-                    ev_error *err)
+/* The columns of a pay_row, as pay_read reads them. */
+#define PAY_COLS                                                                         \
+    "customer_id, amount_cents, placed, reserved, status, payment_id, origin_id,"        \
+    " origin_corr"
+
+/* Steps st (a SELECT or RETURNING of PAY_COLS) into *r; *found false when it
+ * gives no row. */
+static int pay_read(ev_stmt *st, pay_row *r, bool *found, ev_error *err)
 {
-    ev_stmt *st =
-        ev_store_bind(ev_ctx_store(ctx), err,
-                      "SELECT customer_id, amount_cents, placed, reserved, status,"
-                      " payment_id, origin_id, origin_corr FROM payments"
-                      " WHERE order_id = ?1",
-                      "s", order_id);
     if (!st)
         return err->code;
     memset(r, 0, sizeof(*r));
@@ -77,6 +77,15 @@ static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
     pay_col(st, 7, r->origin_corr, sizeof(r->origin_corr));
     ev_stmt_reset(st);
     return 0;
+}
+
+static int pay_load(ev_ctx *ctx, const char *order_id, pay_row *r, bool *found,
+                    ev_error *err)
+{
+    return pay_read(ev_store_bind(ev_ctx_store(ctx), err,
+                                  "SELECT " PAY_COLS " FROM payments WHERE order_id = ?1",
+                                  "s", order_id),
+                    r, found, err);
 }
 
 static int pay_set_status(ev_ctx *ctx, const char *order_id, const char *status,
@@ -176,12 +185,15 @@ static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
                             r->origin_id, r->origin_corr, NULL, err);
 }
 
-/* Decides once both the order and its reservation are known. */
-static int pay_decide(ev_ctx *ctx, const char *order_id, ev_error *err)
+/* Decides once both the order and its reservation are known, on the row
+ * the upsert st wrote and returned (when it wrote none, the row as it is). */
+static int pay_decide(ev_ctx *ctx, const char *order_id, ev_stmt *st, ev_error *err)
 {
     pay_row r;
     bool found;
-    int rc = pay_load(ctx, order_id, &r, &found, err);
+    int rc = pay_read(st, &r, &found, err);
+    if (rc == 0 && !found)
+        rc = pay_load(ctx, order_id, &r, &found, err);
     if (rc < 0 || !found || !r.placed || !r.reserved || strcmp(r.status, "NONE") != 0)
         return rc;
     return pay_authorize(ctx, order_id, &r, err);
@@ -209,7 +221,7 @@ static int pay_on_customer(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 }
 
 /* A repeated order.placed changes nothing (WHERE), but on PostgreSQL the
- * upsert still locks the row, so pay_decide reads it as current. */
+ * upsert still locks the row (it returns none: pay_decide reads it, current). */
 static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
@@ -220,19 +232,19 @@ static int pay_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     json_t *total = json_object_get(ev->data, "total_cents");
     if (!customer || !json_is_integer(total))
         return ev_error_set(err, EV_ESCHEMA, "order.placed incomplete");
-    rc = ev_store_exec(
+    return pay_decide(
+        ctx, id,
         ev_store_bind(ev_ctx_store(ctx), err,
                       "INSERT INTO payments(order_id, customer_id, amount_cents, placed,"
                       " updated_at, origin_id, origin_corr)"
                       " VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6)"
                       " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
                       " amount_cents = ?3, placed = 1, updated_at = ?4, origin_id = ?5,"
-                      " origin_corr = ?6 WHERE payments.placed = 0",
+                      " origin_corr = ?6 WHERE payments.placed = 0 RETURNING " PAY_COLS,
                       "ssiiss", id, customer, (int64_t)json_integer_value(total),
                       (int64_t)ev_ctx_now_ms(ctx), ev->id,
                       ev->correlationid[0] ? ev->correlationid : ev->id),
         err);
-    return rc < 0 ? rc : pay_decide(ctx, id, err);
 }
 
 static int pay_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
@@ -241,14 +253,14 @@ static int pay_on_reserved(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
-    rc = ev_store_exec(
+    return pay_decide(
+        ctx, id,
         ev_store_bind(ev_ctx_store(ctx), err,
                       "INSERT INTO payments(order_id, reserved, updated_at)"
                       " VALUES(?1, 1, ?2) ON CONFLICT(order_id) DO UPDATE SET"
-                      " reserved = 1, updated_at = ?2",
+                      " reserved = 1, updated_at = ?2 RETURNING " PAY_COLS,
                       "si", id, (int64_t)ev_ctx_now_ms(ctx)),
         err);
-    return rc < 0 ? rc : pay_decide(ctx, id, err);
 }
 
 /* Refunds an authorized payment; a payment not decided yet is voided so that
