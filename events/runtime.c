@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -253,11 +254,9 @@ static int rt_open(ev_runtime *rt, ev_error *err)
     if (rc == 0)
         rc = ev_store_timers_next(rt->store, &rt->next_timer_due, err);
     if (rc == 0)
-        rc = ev_producer_new(&rt->prod, cfg->brokers, rt->def->name, ev_rt_on_delivery,
-                             rt, err);
+        rc = ev_rt_producer_new(rt, err);
     if (rc != 0)
         return rc;
-    ev_producer_set_block(rt->prod, 100);
     rc = topics_ensure(rt, err);
     if (rc != 0)
         return rc;
@@ -415,6 +414,26 @@ static void housekeep(ev_runtime *rt, bool force)
     }
 }
 
+/* The per-hop figures of a poll that returned n records: each one's transit
+ * from its timestamp (whole wall-clock ms at its producer's send call) to now. */
+static void hop_polled(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n)
+{
+    rt->hop_poll_us = ev_metrics_now_us();
+    rt->hop_parse_us = rt->hop_handler_us = 0;
+    if (rt->metrics == NULL)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_timestamp_type_t kind;
+        int64_t at = rd_kafka_message_timestamp(msgs[i], &kind);
+        if (at > 0 && wall_us >= at * 1000)
+            ev_metrics_observe(rt->metrics, EV_MH_HOP_TRANSIT_US,
+                               (uint64_t)(wall_us - at * 1000));
+    }
+}
+
 static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs, volatile sig_atomic_t *stop,
                    ev_error *err)
 {
@@ -427,6 +446,8 @@ static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs, volatile sig_atomi
         rc = ev_consumer_poll(rt->cons, msgs, cap, poll_timeout(rt), &n, err);
         if (rc != 0)
             break;
+        if (n > 0)
+            hop_polled(rt, msgs, n);
         ev_producer_poll(rt->prod, 0);
         bool prune = ev_mono_ms() - rt->last_prune >= PRUNE_MS;
         bool held = ev_mono_ms() < rt->hold_until; /* timers wait out a hold */
@@ -441,6 +462,7 @@ static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs, volatile sig_atomi
             ev_rt_relay(rt);
             housekeep(rt, false);
         }
+        rt->hop_poll_us = rt->hop_commit_us = 0; /* a later relay is not this hop's */
     }
     return rc;
 }
