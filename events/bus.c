@@ -25,6 +25,7 @@ struct ev_producer {
     int block_ms;
     ev_producer_stats_fn stats;
     void *stats_arg;
+    bool lingers; /* linger.ms > 0: a kick has something to cut short */
 };
 
 struct ev_consumer {
@@ -279,6 +280,11 @@ int ev_producer_new_stats(ev_producer **out, const char *brokers, const char *cl
     }
     if (rc != 0)
         goto fail;
+    char linger[32] = "";
+    size_t llen = sizeof(linger);
+    p->lingers =
+        rd_kafka_conf_get(conf, "linger.ms", linger, &llen) != RD_KAFKA_CONF_OK ||
+        strtod(linger, NULL) > 0;
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     char errstr[512];
@@ -422,7 +428,7 @@ int ev_producer_warm(ev_producer *p, const char *const *topics, int timeout_ms)
 
 void ev_producer_kick(ev_producer *p, int wait_ms)
 {
-    if (p != NULL && rd_kafka_outq_len(p->rk) > 0)
+    if (p != NULL && p->lingers && rd_kafka_outq_len(p->rk) > 0)
         rd_kafka_flush(p->rk, wait_ms < 0 ? 0 : wait_ms);
 }
 

@@ -75,7 +75,8 @@ int ev_producer_flush(ev_producer *p, int timeout_ms, ev_error *err);
 int ev_producer_warm(ev_producer *p, const char *const *topics, int timeout_ms);
 /* Sends what is queued now instead of after linger.ms: librdkafka ignores
  * linger.ms while a flush runs, so this flushes for at most wait_ms (serving
- * delivery reports meanwhile). For a caller that has just queued a burst. */
+ * delivery reports meanwhile). For a caller that has just queued a burst.
+ * Nothing to do (no wait) when linger.ms is 0. */
 void ev_producer_kick(ev_producer *p, int wait_ms);
 /* Messages still waiting for a delivery report. */
 int ev_producer_outq_len(ev_producer *p);

@@ -104,6 +104,10 @@ typedef struct ev_runtime {
      * returned its records and when it committed (0: none waiting). */
     int64_t hop_parse_us, hop_handler_us;
     int64_t hop_poll_us, hop_commit_us;
+    /* Polled records that are all skips, waiting (runtime.c's CARRY_MS, until
+     * carry_until, monotonic ms) at the head of the loop's record array. */
+    size_t carry;
+    int64_t carry_until;
     /* --rebuild/--verify (runtime_rebuild.c): no consumer, no producer; a
      * record or batch to retry stops the rebuild; batches run on clock_ms. */
     bool rebuild;
