@@ -122,7 +122,7 @@ def breakdown_rows(bd, fmt):
 
     def rng(k):
         s = sp.get(k)
-        return "" if not s else "%s-%s over %d runs" % (
+        return "" if not s or len(s["runs"]) < 2 else "%s-%s over %d runs" % (
             fmt(s["min"], "{:.2f}"), fmt(s["max"], "{:.2f}"), len(s["runs"]))
     rows = [("one hop, mean ms at 100/s (inventory, payments, orders): sent -> next sent",
              fmt(bd.get("hop_ms"), "{:.2f}"), rng("hop_ms"))]
