@@ -4,6 +4,7 @@
 #include "bus.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@ struct ev_producer {
     ev_delivery_fn dr;
     void *dr_arg;
     int block_ms;
+    ev_producer_stats_fn stats;
+    void *stats_arg;
+    bool lingers; /* linger.ms > 0: a kick has something to cut short */
 };
 
 struct ev_consumer {
@@ -208,8 +212,46 @@ static int producer_check_durable(rd_kafka_conf_t *conf, ev_error *err)
     return 0;
 }
 
+/* avg * cnt of one of librdkafka's rolling windows ({"avg": us, "cnt": n}). */
+static void window_add(json_t *win, int64_t *us, int64_t *n)
+{
+    json_int_t cnt = json_integer_value(json_object_get(win, "cnt"));
+    if (cnt <= 0)
+        return;
+    *us += (int64_t)json_integer_value(json_object_get(win, "avg")) * cnt;
+    *n += cnt;
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    ev_producer *p = opaque;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *brokers = json_object_get(root, "brokers");
+    ev_producer_window w = {0};
+    const char *name;
+    json_t *b;
+    json_object_foreach(brokers, name, b)
+    {
+        window_add(json_object_get(b, "int_latency"), &w.queue_us, &w.queue_n);
+        window_add(json_object_get(b, "outbuf_latency"), &w.outbuf_us, &w.outbuf_n);
+        window_add(json_object_get(b, "rtt"), &w.rtt_us, &w.rtt_n);
+    }
+    json_decref(root);
+    if (p != NULL && p->stats != NULL)
+        p->stats(p->stats_arg, &w);
+    return 0; /* librdkafka frees json */
+}
+
 int ev_producer_new(ev_producer **out, const char *brokers, const char *client_id,
                     ev_delivery_fn dr, void *dr_arg, ev_error *err)
+{
+    return ev_producer_new_stats(out, brokers, client_id, dr, dr_arg, NULL, NULL, 0, err);
+}
+
+int ev_producer_new_stats(ev_producer **out, const char *brokers, const char *client_id,
+                          ev_delivery_fn dr, void *dr_arg, ev_producer_stats_fn stats,
+                          void *stats_arg, int interval_ms, ev_error *err)
 {
     static const prop defaults[] = {
         {"enable.idempotence", "true"},
@@ -223,13 +265,26 @@ int ev_producer_new(ev_producer **out, const char *brokers, const char *client_i
     p->dr = dr;
     p->dr_arg = dr_arg;
     p->block_ms = DEFAULT_BLOCK_MS;
+    p->stats = stats;
+    p->stats_arg = stats_arg;
     rd_kafka_conf_t *conf = NULL;
     int rc = conf_build(&conf, brokers, client_id, defaults,
                         sizeof(defaults) / sizeof(defaults[0]), err);
     if (rc == 0)
         rc = producer_check_durable(conf, err);
+    if (rc == 0 && stats != NULL && interval_ms > 0) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", interval_ms);
+        rc = conf_set(conf, "statistics.interval.ms", v, NULL, err);
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+    }
     if (rc != 0)
         goto fail;
+    char linger[32] = "";
+    size_t llen = sizeof(linger);
+    p->lingers =
+        rd_kafka_conf_get(conf, "linger.ms", linger, &llen) != RD_KAFKA_CONF_OK ||
+        strtod(linger, NULL) > 0;
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     char errstr[512];
@@ -373,7 +428,7 @@ int ev_producer_warm(ev_producer *p, const char *const *topics, int timeout_ms)
 
 void ev_producer_kick(ev_producer *p, int wait_ms)
 {
-    if (p != NULL && rd_kafka_outq_len(p->rk) > 0)
+    if (p != NULL && p->lingers && rd_kafka_outq_len(p->rk) > 0)
         rd_kafka_flush(p->rk, wait_ms < 0 ? 0 : wait_ms);
 }
 

@@ -29,6 +29,24 @@ typedef void (*ev_delivery_fn)(void *arg, void *opaque, int err, const char *err
  * environment turns idempotence off or acks below all. dr may be NULL. */
 int ev_producer_new(ev_producer **out, const char *brokers, const char *client_id,
                     ev_delivery_fn dr, void *dr_arg, ev_error *err);
+
+/* One window of librdkafka's statistics of a producer, over its brokers: per
+ * message, the time from the send call to its request buffer (queue and
+ * linger) and in that buffer before it is sent; per produce request, the round
+ * trip to the broker's answer. Microseconds summed, and counts. */
+typedef struct ev_producer_window {
+    int64_t queue_us, queue_n;
+    int64_t outbuf_us, outbuf_n;
+    int64_t rtt_us, rtt_n;
+} ev_producer_window;
+typedef void (*ev_producer_stats_fn)(void *arg, const ev_producer_window *w);
+
+/* ev_producer_new with librdkafka's statistics every interval_ms, each window
+ * handed to stats (from the thread serving delivery reports); stats may be
+ * NULL or interval_ms 0 for none. */
+int ev_producer_new_stats(ev_producer **out, const char *brokers, const char *client_id,
+                          ev_delivery_fn dr, void *dr_arg, ev_producer_stats_fn stats,
+                          void *stats_arg, int interval_ms, ev_error *err);
 void ev_producer_free(ev_producer *p); /* flushes up to 10 s first */
 /* Frees without waiting: what is not delivered yet is dropped (the runtime's
  * outbox still holds it). No delivery report is called. NULL is a no-op. */
@@ -57,10 +75,12 @@ int ev_producer_flush(ev_producer *p, int timeout_ms, ev_error *err);
 int ev_producer_warm(ev_producer *p, const char *const *topics, int timeout_ms);
 /* Sends what is queued now instead of after linger.ms: librdkafka ignores
  * linger.ms while a flush runs, so this flushes for at most wait_ms (serving
- * delivery reports meanwhile). For a caller that has just queued a burst. */
+ * delivery reports meanwhile). For a caller that has just queued a burst.
+ * Nothing to do (no wait) when linger.ms is 0. */
 void ev_producer_kick(ev_producer *p, int wait_ms);
 /* Messages still waiting for a delivery report. */
 int ev_producer_outq_len(ev_producer *p);
+
 rd_kafka_t *ev_producer_handle(ev_producer *p); /* borrowed */
 /* How long ev_producer_send waits for room in a full local queue before it
  * gives up with EV_ERETRY (default 30000 ms; the runtime uses a short wait). */

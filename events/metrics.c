@@ -88,6 +88,13 @@ static const char *const counter_help[EV_MC_COUNT] = {
             1000000, 2500000                                                             \
     }
 
+/* A hop's stages take from tens of microseconds to milliseconds. */
+#define HOP_BOUNDS_US                                                                    \
+    {                                                                                    \
+        50, 100, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 25000,    \
+            100000, 1000000                                                              \
+    }
+
 static const hist_def hist_defs[EV_MH_COUNT] = {
     [EV_MH_BATCH_SIZE] = {"choreo_batch_size",
                           "Records per poll batch.",
@@ -100,6 +107,44 @@ static const hist_def hist_defs[EV_MH_COUNT] = {
     [EV_MH_BATCH_US] = {"choreo_batch_seconds",
                         "Time to apply a batch, from begin to commit.", 1e-6, 14,
                         LATENCY_BOUNDS_US},
+    [EV_MH_HOP_TRANSIT_US] = {"choreo_hop_transit_seconds",
+                              "Per record: from its timestamp (whole milliseconds, taken "
+                              "at its producer's send call: 0.5 ms too much on average) "
+                              "to the poll that returned it.",
+                              1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_PARSE_US] = {"choreo_hop_parse_seconds",
+                            "Per polled batch that emitted: parsing and validating its "
+                            "records.",
+                            1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_HANDLER_US] = {"choreo_hop_handler_seconds",
+                              "Per polled batch that emitted: inbox claims and handlers, "
+                              "with their state writes and emitted events.",
+                              1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_COMMITTED_US] = {"choreo_hop_committed_seconds",
+                                "Per polled batch that emitted: from the poll that "
+                                "returned it to the end of its commit.",
+                                1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_STAY_US] = {"choreo_hop_stay_seconds",
+                           "Per polled batch that emitted: from the poll that returned "
+                           "it to its first emitted record handed to the producer.",
+                           1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_RELAY_US] = {"choreo_hop_relay_seconds",
+                            "Per relay after a batch: from its commit to the first "
+                            "outbox row handed to the producer.",
+                            1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_QUEUE_US] = {"choreo_hop_queue_seconds",
+                            "Per produced record: from the send call to its request "
+                            "buffer (queue, linger.ms); librdkafka's statistics, each "
+                            "window's mean.",
+                            1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_OUTBUF_US] = {"choreo_hop_outbuf_seconds",
+                             "Per produced record: in the request buffer before it is "
+                             "sent; librdkafka's statistics, each window's mean.",
+                             1e-6, 16, HOP_BOUNDS_US},
+    [EV_MH_HOP_RTT_US] = {"choreo_hop_rtt_seconds",
+                          "Per produce request: sent to the broker's answer (acks=all); "
+                          "librdkafka's statistics, each window's mean.",
+                          1e-6, 16, HOP_BOUNDS_US},
 };
 
 static const struct {
@@ -221,16 +266,21 @@ int64_t ev_metrics_now_us(void)
 
 void ev_metrics_observe(ev_metrics *m, ev_metric_hist h, uint64_t value)
 {
-    if (m == NULL || (unsigned)h >= EV_MH_COUNT)
+    ev_metrics_observe_n(m, h, value, 1);
+}
+
+void ev_metrics_observe_n(ev_metrics *m, ev_metric_hist h, uint64_t value, uint64_t n)
+{
+    if (m == NULL || (unsigned)h >= EV_MH_COUNT || n == 0)
         return;
     const hist_def *d = &hist_defs[h];
     size_t b = 0;
     while (b < d->n_bounds && value > d->bounds[b])
         b++;
     hist *hs = &m->hists[h];
-    atomic_fetch_add_explicit(&hs->buckets[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&hs->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&hs->sum, value, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hs->buckets[b], n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hs->count, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hs->sum, value * n, memory_order_relaxed);
 }
 
 void ev_metrics_gauge_set(ev_metrics *m, ev_metric_gauge g, int64_t value)

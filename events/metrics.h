@@ -32,6 +32,25 @@ typedef enum {
                              rendered as choreo_commit_seconds */
     EV_MH_BATCH_US,       /* whole batch apply, begin..commit; microsecond,
                              rendered as choreo_batch_seconds */
+    /* One hop of a record through a service, in microseconds (bench/report's
+     * per-hop breakdown); rendered as choreo_hop_<stage>_seconds: */
+    EV_MH_HOP_TRANSIT_US, /* per record: its timestamp (whole ms, taken at its
+                             producer's send call) to the poll that returned it */
+    /* per polled batch that emitted records, relayed right after its commit: */
+    EV_MH_HOP_PARSE_US,     /* parsing and validating its records */
+    EV_MH_HOP_HANDLER_US,   /* inbox claims and handlers (state writes, emitted
+                               events into the outbox) */
+    EV_MH_HOP_COMMITTED_US, /* the poll that returned it to its commit's end */
+    EV_MH_HOP_STAY_US,      /* the poll that returned it to its first emitted
+                               record handed to the producer */
+    EV_MH_HOP_RELAY_US,     /* per relay after a batch: its commit to the first row
+                               handed to the producer */
+    /* the producer, from librdkafka's statistics windows (observed as each
+     * window's mean, count times): */
+    EV_MH_HOP_QUEUE_US,  /* per record: send call to its request buffer
+                            (queue and linger.ms) */
+    EV_MH_HOP_OUTBUF_US, /* per record: in the request buffer before sending */
+    EV_MH_HOP_RTT_US,    /* per produce request: to the broker's answer (acks=all) */
     EV_MH_COUNT
 } ev_metric_hist;
 
@@ -69,6 +88,8 @@ const char *ev_metrics_peek_type(const void *value, size_t len, char *out, size_
 int64_t ev_metrics_now_us(void);
 /* Observes value (in the histogram's base unit). */
 void ev_metrics_observe(ev_metrics *m, ev_metric_hist h, uint64_t value);
+/* Observes value n times (a window's mean and count: sum and count exact). */
+void ev_metrics_observe_n(ev_metrics *m, ev_metric_hist h, uint64_t value, uint64_t n);
 void ev_metrics_gauge_set(ev_metrics *m, ev_metric_gauge g, int64_t value);
 int64_t ev_metrics_gauge_get(const ev_metrics *m, ev_metric_gauge g);
 

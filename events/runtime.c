@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "binding.h"
 #include "log.h"
 #include "topics.h"
 
@@ -18,6 +20,10 @@
 #define PRUNE_MS 60000
 #define SUMMARY_MS 60000
 #define STOP_FLUSH_MS 10000
+/* Records of types the service does not handle wait (SQLite store) up to this
+ * long for a record it handles, to be skipped in that record's transaction: a
+ * batch of skips alone would cost a commit and an fsync for its offsets only. */
+#define CARRY_MS 50
 
 /* ---- partitions ---- */
 
@@ -253,11 +259,9 @@ static int rt_open(ev_runtime *rt, ev_error *err)
     if (rc == 0)
         rc = ev_store_timers_next(rt->store, &rt->next_timer_due, err);
     if (rc == 0)
-        rc = ev_producer_new(&rt->prod, cfg->brokers, rt->def->name, ev_rt_on_delivery,
-                             rt, err);
+        rc = ev_rt_producer_new(rt, err);
     if (rc != 0)
         return rc;
-    ev_producer_set_block(rt->prod, 100);
     rc = topics_ensure(rt, err);
     if (rc != 0)
         return rc;
@@ -361,6 +365,8 @@ static int poll_timeout(const ev_runtime *rt)
     if (rt->relay_pending || rt->resend_from != INT64_MAX)
         t = 5;
     int64_t mono = ev_mono_ms();
+    if (rt->carry > 0)
+        t = rt->carry_until - mono < t ? rt->carry_until - mono : t;
     if (rt->hold_until > mono) {
         int64_t d = rt->hold_until - mono;
         t = d < t ? d : t;
@@ -415,6 +421,65 @@ static void housekeep(ev_runtime *rt, bool force)
     }
 }
 
+/* The per-hop figures of a poll that returned n records: each one's transit
+ * from its timestamp (whole wall-clock ms at its producer's send call) to now. */
+static void hop_polled(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n)
+{
+    rt->hop_poll_us = ev_metrics_now_us();
+    rt->hop_parse_us = rt->hop_handler_us = 0;
+    if (rt->metrics == NULL)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_timestamp_type_t kind;
+        int64_t at = rd_kafka_message_timestamp(msgs[i], &kind);
+        if (at > 0 && wall_us >= at * 1000)
+            ev_metrics_observe(rt->metrics, EV_MH_HOP_TRANSIT_US,
+                               (uint64_t)(wall_us - at * 1000));
+    }
+}
+
+/* Whether a consumed record is one the batch will only skip (a type with no
+ * handler, not a replayed timer); false when the peek cannot say. */
+static bool skip_only(const ev_runtime *rt, const rd_kafka_message_t *m)
+{
+    const rd_kafka_headers_t *h = ev_binding_headers_of(m);
+    const void *v = NULL;
+    size_t len = 0;
+    char type[EV_TYPE_MAX];
+    if (h != NULL && rd_kafka_header_get_last(h, "timer.kind", &v, &len) == 0)
+        return false;
+    if (m->payload == NULL || !ev_binding_peek_type(m->payload, m->len, h, type))
+        return false;
+    for (const ev_handler *x = rt->def->handlers; x != NULL && x->type != NULL; x++) {
+        if (strcmp(x->type, type) == 0)
+            return false;
+    }
+    return true;
+}
+
+/* Whether the polled records (n, the first carried from earlier polls) wait
+ * for the next poll instead of a batch of their own: all are skips, there is
+ * room and time left, and the store is this instance's own (SQLite). */
+static bool carry_on(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, size_t cap)
+{
+    if (n == 0 || n >= cap || ev_store_backend(rt->store) != EV_STORE_SQLITE)
+        return false;
+    int64_t mono = ev_mono_ms();
+    if (rt->carry > 0 && mono >= rt->carry_until)
+        return false;
+    for (size_t i = rt->carry; i < n; i++) {
+        if (!skip_only(rt, msgs[i]))
+            return false;
+    }
+    if (rt->carry == 0)
+        rt->carry_until = mono + CARRY_MS;
+    rt->carry = n;
+    return true;
+}
+
 static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs, volatile sig_atomic_t *stop,
                    ev_error *err)
 {
@@ -423,25 +488,36 @@ static int rt_loop(ev_runtime *rt, rd_kafka_message_t **msgs, volatile sig_atomi
     rt->last_summary = rt->last_housekeep = ev_mono_ms();
     while (rc == 0 && !*stop) {
         resume_due(rt, ev_mono_ms());
-        size_t n = 0;
-        rc = ev_consumer_poll(rt->cons, msgs, cap, poll_timeout(rt), &n, err);
+        size_t got = 0;
+        rc = ev_consumer_poll(rt->cons, msgs + rt->carry, cap - rt->carry,
+                              poll_timeout(rt), &got, err);
         if (rc != 0)
             break;
+        if (got > 0)
+            hop_polled(rt, msgs + rt->carry, got);
+        size_t n = rt->carry + got;
         ev_producer_poll(rt->prod, 0);
         bool prune = ev_mono_ms() - rt->last_prune >= PRUNE_MS;
         bool held = ev_mono_ms() < rt->hold_until; /* timers wait out a hold */
         bool timers = !held && ev_now_ms() >= rt->next_timer_due;
-        if (n > 0 || timers || prune || rt->n_done > 0)
-            rc = ev_rt_run_batch(rt, msgs, n, prune, !held, err);
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(msgs[i]);
+        if (timers || prune || rt->n_done > 0 || !carry_on(rt, msgs, n, cap)) {
+            rt->carry = 0;
+            if (n > 0 || timers || prune || rt->n_done > 0)
+                rc = ev_rt_run_batch(rt, msgs, n, prune, !held, err);
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(msgs[i]);
+        }
         if (rc == 0)
             rc = ev_rt_producer_check(rt, err);
         if (rc == 0) {
             ev_rt_relay(rt);
             housekeep(rt, false);
         }
+        rt->hop_poll_us = rt->hop_commit_us = 0; /* a later relay is not this hop's */
     }
+    for (size_t i = 0; i < rt->carry; i++) /* read again after a restart */
+        rd_kafka_message_destroy(msgs[i]);
+    rt->carry = 0;
     return rc;
 }
 

@@ -52,6 +52,7 @@ static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int6
 {
     ev_envelope ev;
     rec_result res;
+    int64_t t0 = ev_metrics_now_us(), t1 = 0; /* per-hop figures: parse, handler */
     f->code = ev_binding_parse(&ev, m->payload, m->payload ? m->len : 0,
                                ev_binding_headers_of(m), &rt->limits, false, &f->why);
     if (f->code != 0)
@@ -69,6 +70,7 @@ static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int6
         res = REC_DLQ;
         goto cleanup;
     }
+    t1 = ev_metrics_now_us();
     /* The id goes in first (one statement, not a lookup and an insert): a
      * failing handler undoes it with its attempt or savepoint. */
     bool fresh = false;
@@ -89,6 +91,10 @@ static rec_result apply_record(ev_runtime *rt, const rd_kafka_message_t *m, int6
     }
 cleanup:
     ev_envelope_clear(&ev);
+    if (t1 != 0) {
+        rt->hop_parse_us += t1 - t0;
+        rt->hop_handler_us += ev_metrics_now_us() - t1;
+    }
     return res;
 }
 
@@ -544,6 +550,7 @@ int ev_rt_run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool pr
     rt->st.batches++;
     rt->st.last_commit_ms = ev_now_ms();
     rt->st.last_batch_us = c1 - t0;
+    rt->hop_commit_us = c1;
     if (n > 0)
         ev_metrics_observe(rt->metrics, EV_MH_BATCH_SIZE, n);
     ev_metrics_observe(rt->metrics, EV_MH_COMMIT_US, (uint64_t)(c1 - c0));

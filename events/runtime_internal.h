@@ -99,6 +99,15 @@ typedef struct ev_runtime {
     int conflict_attempts; /* consecutive batches lost to another instance */
     int64_t serial_until;  /* batches wait for the other instances' until then */
     int64_t last_claim;    /* monotonic ms of the last orphaned-outbox claim */
+    /* One hop's stages (EV_MH_HOP_*), monotonic microseconds: the batch's
+     * parse and handler time (summed by runtime_batch.c), when the poll
+     * returned its records and when it committed (0: none waiting). */
+    int64_t hop_parse_us, hop_handler_us;
+    int64_t hop_poll_us, hop_commit_us;
+    /* Polled records that are all skips, waiting (runtime.c's CARRY_MS, until
+     * carry_until, monotonic ms) at the head of the loop's record array. */
+    size_t carry;
+    int64_t carry_until;
     /* --rebuild/--verify (runtime_rebuild.c): no consumer, no producer; a
      * record or batch to retry stops the rebuild; batches run on clock_ms. */
     bool rebuild;
@@ -216,6 +225,8 @@ void ev_rt_on_delivery(void *arg, void *opaque, int err, const char *errstr,
                        const char *topic, int32_t partition, int64_t offset);
 /* Hands outbox rows after the high-water mark to the producer. */
 void ev_rt_relay(ev_runtime *rt);
+/* rt->prod with the runtime's delivery reports and statistics. */
+int ev_rt_producer_new(ev_runtime *rt, ev_error *err);
 /* Loads the metadata of the topics the service emits to. Best effort. */
 void ev_rt_producer_warm(ev_runtime *rt);
 /* Recreates the producer after a fatal error and resends the whole outbox. */

@@ -159,6 +159,31 @@ START_TEST(histogram_buckets_are_cumulative)
 }
 END_TEST
 
+/* A statistics window observed as its mean, count times: sum and count exact;
+ * the hop histograms have sub-millisecond buckets. */
+START_TEST(window_observed_n_times)
+{
+    static const char *const want[] = {
+        "# TYPE choreo_hop_rtt_seconds histogram",
+        "choreo_hop_rtt_seconds_bucket{service=\"o\",le=\"0.0003\"} 0",
+        "choreo_hop_rtt_seconds_bucket{service=\"o\",le=\"0.0004\"} 7",
+        "choreo_hop_rtt_seconds_bucket{service=\"o\",le=\"+Inf\"} 8",
+        "choreo_hop_rtt_seconds_sum{service=\"o\"} 0.00448",
+        "choreo_hop_rtt_seconds_count{service=\"o\"} 8",
+        "choreo_hop_transit_seconds_count{service=\"o\"} 0",
+    };
+    ev_metrics *m = ev_metrics_new("o");
+    ev_metrics_observe_n(m, EV_MH_HOP_RTT_US, 320, 7);
+    ev_metrics_observe_n(m, EV_MH_HOP_RTT_US, 2240, 1);
+    ev_metrics_observe_n(m, EV_MH_HOP_RTT_US, 5000, 0); /* an empty window */
+    char *text = render(m);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        ck_assert_msg(has_line(text, want[i]), "missing line: %s\n%s", want[i], text);
+    free(text);
+    ev_metrics_free(m);
+}
+END_TEST
+
 START_TEST(gauges_and_lag)
 {
     ev_metrics *m = ev_metrics_new("inventory");
@@ -378,6 +403,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, every_counter_has_a_family);
     tcase_add_test(tc, too_many_types_fall_into_other);
     tcase_add_test(tc, histogram_buckets_are_cumulative);
+    tcase_add_test(tc, window_observed_n_times);
     tcase_add_test(tc, gauges_and_lag);
     tcase_add_test(tc, label_values_are_escaped);
     tcase_add_test(tc, render_is_well_formed);
