@@ -179,6 +179,13 @@ const char *ev_stmt_text(ev_stmt *st, int col)
     return st->store->be->col_text(st, col);
 }
 
+void ev_stmt_text_copy(ev_stmt *st, int col, char *buf, size_t cap)
+{
+    const char *v = ev_stmt_text(st, col);
+    if (cap > 0)
+        snprintf(buf, cap, "%s", v ? v : "");
+}
+
 const void *ev_stmt_blob(ev_stmt *st, int col, size_t *len)
 {
     return st->store->be->col_blob(st, col, len);

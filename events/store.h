@@ -86,6 +86,8 @@ int ev_stmt_step(ev_stmt *st, ev_error *err);
 bool ev_stmt_is_null(ev_stmt *st, int col);
 int64_t ev_stmt_int(ev_stmt *st, int col);
 const char *ev_stmt_text(ev_stmt *st, int col);
+/* Column col's text copied into buf of cap bytes ("" for NULL, cut to fit). */
+void ev_stmt_text_copy(ev_stmt *st, int col, char *buf, size_t cap);
 const void *ev_stmt_blob(ev_stmt *st, int col, size_t *len);
 /* Rows changed by the last INSERT/UPDATE/DELETE run through st. */
 int64_t ev_stmt_changes(ev_stmt *st);

@@ -54,13 +54,6 @@ static const char *ord_str(const json_t *data, const char *field)
     return json_string_value(json_object_get(data, field));
 }
 
-/* Column col of st's current row into buf ("" for NULL). */
-static void ord_col(ev_stmt *st, int col, char *buf, size_t cap)
-{
-    const char *v = ev_stmt_text(st, col);
-    snprintf(buf, cap, "%s", v ? v : "");
-}
-
 /* The columns of an ord_row, as ord_read reads them. */
 #define ORD_COLS                                                                         \
     "status, reserved, out_of_stock, authorized, declined, dispatched,"                  \
@@ -77,16 +70,16 @@ static int ord_read(ev_stmt *st, ord_row *r, bool *found, ev_error *err)
     *found = rc == 1;
     if (rc != 1)
         return rc;
-    ord_col(st, 0, r->status, sizeof(r->status));
+    ev_stmt_text_copy(st, 0, r->status, sizeof(r->status));
     r->reserved = ev_stmt_int(st, 1) != 0;
     r->out_of_stock = ev_stmt_int(st, 2) != 0;
     r->authorized = ev_stmt_int(st, 3) != 0;
     r->declined = ev_stmt_int(st, 4) != 0;
     r->dispatched = ev_stmt_int(st, 5) != 0;
     r->cancel_requested = ev_stmt_int(st, 6) != 0;
-    ord_col(st, 7, r->payment_id, sizeof(r->payment_id));
-    ord_col(st, 8, r->origin_id, sizeof(r->origin_id));
-    ord_col(st, 9, r->origin_corr, sizeof(r->origin_corr));
+    ev_stmt_text_copy(st, 7, r->payment_id, sizeof(r->payment_id));
+    ev_stmt_text_copy(st, 8, r->origin_id, sizeof(r->origin_id));
+    ev_stmt_text_copy(st, 9, r->origin_corr, sizeof(r->origin_corr));
     ev_stmt_reset(st);
     return 0;
 }

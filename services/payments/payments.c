@@ -44,13 +44,6 @@ typedef struct pay_row {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
-/* Column col of st's current row into buf ("" for NULL). */
-static void pay_col(ev_stmt *st, int col, char *buf, size_t cap)
-{
-    const char *v = ev_stmt_text(st, col);
-    snprintf(buf, cap, "%s", v ? v : "");
-}
-
 /* The columns of a pay_row, as pay_read reads them. */
 #define PAY_COLS                                                                         \
     "customer_id, amount_cents, placed, reserved, status, payment_id, origin_id,"        \
@@ -67,14 +60,14 @@ static int pay_read(ev_stmt *st, pay_row *r, bool *found, ev_error *err)
     *found = rc == 1;
     if (rc != 1)
         return rc;
-    pay_col(st, 0, r->customer_id, sizeof(r->customer_id));
+    ev_stmt_text_copy(st, 0, r->customer_id, sizeof(r->customer_id));
     r->amount = ev_stmt_int(st, 1);
     r->placed = ev_stmt_int(st, 2) != 0;
     r->reserved = ev_stmt_int(st, 3) != 0;
-    pay_col(st, 4, r->status, sizeof(r->status));
-    pay_col(st, 5, r->payment_id, sizeof(r->payment_id));
-    pay_col(st, 6, r->origin_id, sizeof(r->origin_id));
-    pay_col(st, 7, r->origin_corr, sizeof(r->origin_corr));
+    ev_stmt_text_copy(st, 4, r->status, sizeof(r->status));
+    ev_stmt_text_copy(st, 5, r->payment_id, sizeof(r->payment_id));
+    ev_stmt_text_copy(st, 6, r->origin_id, sizeof(r->origin_id));
+    ev_stmt_text_copy(st, 7, r->origin_corr, sizeof(r->origin_corr));
     ev_stmt_reset(st);
     return 0;
 }

@@ -22,13 +22,6 @@ static const ev_migration shp_migrations[] = {
 
 /* ---- SQL helpers -------------------------------------------------------- */
 
-/* Column col of st's current row into buf ("" for NULL). */
-static void shp_col(ev_stmt *st, int col, char *buf, size_t cap)
-{
-    const char *v = ev_stmt_text(st, col);
-    snprintf(buf, cap, "%s", v ? v : "");
-}
-
 /* The shipment's status and id ("" when there is none). */
 static int shp_load(ev_ctx *ctx, const char *order_id, char *status, size_t scap,
                     char *sid, size_t icap, ev_error *err)
@@ -43,8 +36,8 @@ static int shp_load(ev_ctx *ctx, const char *order_id, char *status, size_t scap
     int rc = ev_stmt_step(st, err);
     if (rc != 1)
         return rc;
-    shp_col(st, 0, status, scap);
-    shp_col(st, 1, sid, icap);
+    ev_stmt_text_copy(st, 0, status, scap);
+    ev_stmt_text_copy(st, 1, sid, icap);
     ev_stmt_reset(st);
     return 0;
 }

@@ -51,6 +51,13 @@ START_TEST(stmt_binds_and_reads_each_type)
     for (size_t r = 0; r < N_OF(kv_rows); r++) {
         ck_assert_int_eq(ev_stmt_step(st, &err), 1);
         ck_assert_str_eq(ev_stmt_text(st, 0), kv_rows[r].k);
+        char copy[4] = "zzz", cut[1] = "z";
+        ev_stmt_text_copy(st, 0, copy, sizeof(copy));
+        ck_assert_str_eq(copy, kv_rows[r].k);
+        ev_stmt_text_copy(st, 0, cut, sizeof(cut)); /* cut to fit: "" */
+        ck_assert_str_eq(cut, "");
+        ev_stmt_text_copy(st, 1, copy, sizeof(copy)); /* NULL: "", else the digits */
+        ck_assert(kv_rows[r].has_i ? copy[0] != '\0' : strcmp(copy, "") == 0);
         ck_assert(ev_stmt_is_null(st, 1) == !kv_rows[r].has_i);
         ck_assert_int_eq(ev_stmt_int(st, 1), kv_rows[r].i);
         ck_assert(ev_stmt_is_null(st, 2) == (kv_rows[r].b == NULL));
