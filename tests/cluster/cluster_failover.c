@@ -317,17 +317,8 @@ static void check_producer_conf(flow *f, ev_producer *p)
 static void setup(flow *f)
 {
     static const int64_t limits[] = {5000000, 5000000, 5000000, 5000000, 3000};
-    char cid[16], email[64], sku[16];
-    for (int c = 0; c < 5; c++) {
-        snprintf(cid, sizeof(cid), "c%d", c);
-        snprintf(email, sizeof(email), "c%d@example.com", c);
-        FLOW_CHECK(f, flow_register(f, cid, email, limits[c]) == 0, "register %s", cid);
-        snprintf(sku, sizeof(sku), "sku-%d", c);
-        FLOW_CHECK(f, flow_add_stock(f, sku, c == 4 ? 5 : 300) == 0, "stock %s", sku);
-    }
-    FLOW_CHECK(f, flow_wait_customer(f, "c4", 60000), "payments knows c4");
-    FLOW_CHECK(f, flow_wait_stock(f, "sku-4", 5, 60000), "inventory has sku-4");
-    FLOW_CHECK(f, flow_wait_quiet(f, 60000), "setup at rest");
+    static const int64_t stock[] = {300, 300, 300, 300, 5};
+    flow_setup_shop(f, 5, limits, 5, stock, true, 60000);
 }
 
 /* Order i (every tenth one cancelled at once); false when a produce failed.

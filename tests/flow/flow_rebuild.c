@@ -29,20 +29,9 @@ static const char *id_ptrs[N_ORDERS];
 
 static void setup(flow *f)
 {
-    char cid[16], email[64], sku[16];
-    for (int c = 0; c < 5; c++) {
-        snprintf(cid, sizeof(cid), "c%d", c);
-        snprintf(email, sizeof(email), "c%d@example.com", c);
-        FLOW_CHECK(f, flow_register(f, cid, email, c == 4 ? 50 : 100000000) == 0,
-                   "register %s", cid);
-    }
-    for (int s = 0; s < 4; s++) {
-        snprintf(sku, sizeof(sku), "sku-%d", s);
-        FLOW_CHECK(f, flow_add_stock(f, sku, 1000) == 0, "stock %s", sku);
-    }
-    FLOW_CHECK(f, flow_wait_customer(f, "c4", 30000), "payments knows c4");
-    FLOW_CHECK(f, flow_wait_stock(f, "sku-3", 1000, 30000), "inventory has sku-3");
-    FLOW_CHECK(f, flow_wait_quiet(f, 30000), "setup at rest");
+    static const int64_t limits[] = {100000000, 100000000, 100000000, 100000000, 50};
+    static const int64_t stock[] = {1000, 1000, 1000, 1000};
+    flow_setup_shop(f, 5, limits, 4, stock, true, 30000);
 }
 
 /* Kinds by i % 10: 6 over c4's credit, 7 an unknown customer, 8 a sku never

@@ -52,19 +52,10 @@ int main(void)
     flow_start(f, NULL);
     for (size_t z = 0; z < sizeof(zombies) / sizeof(zombies[0]); z++)
         FLOW_CHECK(f, flow_start_instance(f, zombies[z], 1) == 0, "%s #1", zombies[z]);
-    char cid[16], email[64], sku[16];
-    for (int c = 0; c < 6; c++) {
-        snprintf(cid, sizeof(cid), "c%d", c);
-        snprintf(email, sizeof(email), "c%d@example.com", c);
-        FLOW_CHECK(f, flow_register(f, cid, email, c == 5 ? 6000 : 100000000) == 0,
-                   "register %s", cid);
-    }
-    for (int k = 0; k < 4; k++) {
-        snprintf(sku, sizeof(sku), "sku-%d", k);
-        FLOW_CHECK(f, flow_add_stock(f, sku, 60) == 0, "stock %s", sku);
-    }
-    FLOW_CHECK(f, flow_wait_customer(f, "c5", 60000), "payments knows c5");
-    FLOW_CHECK(f, flow_wait_stock(f, "sku-3", 60, 60000), "inventory has sku-3");
+    static const int64_t limits[] = {100000000, 100000000, 100000000,
+                                     100000000, 100000000, 6000};
+    static const int64_t stock[] = {60, 60, 60, 60};
+    flow_setup_shop(f, 6, limits, 4, stock, false, 60000);
 
     for (int i = 0; i < N_ORDERS / 2; i++)
         place(f, i);
@@ -74,6 +65,7 @@ int main(void)
     for (int i = N_ORDERS / 2; i < N_ORDERS; i++)
         place(f, i);
     for (int k = 0; k < 4; k++) {
+        char sku[16];
         snprintf(sku, sizeof(sku), "sku-%d", k);
         FLOW_CHECK(f, flow_add_stock(f, sku, 20) == 0, "more stock %s", sku);
     }

@@ -967,6 +967,26 @@ int flow_add_stock(flow *f, const char *sku, int64_t qty)
                         NULL);
 }
 
+void flow_setup_shop(flow *f, int n_customers, const int64_t *limits, int n_skus,
+                     const int64_t *stock, bool at_rest, int64_t timeout_ms)
+{
+    char cid[16], email[64], sku[16];
+    for (int c = 0; c < n_customers; c++) {
+        snprintf(cid, sizeof(cid), "c%d", c);
+        snprintf(email, sizeof(email), "c%d@example.com", c);
+        FLOW_CHECK(f, flow_register(f, cid, email, limits[c]) == 0, "register %s", cid);
+    }
+    for (int k = 0; k < n_skus; k++) {
+        snprintf(sku, sizeof(sku), "sku-%d", k);
+        FLOW_CHECK(f, flow_add_stock(f, sku, stock[k]) == 0, "stock %s", sku);
+    }
+    FLOW_CHECK(f, flow_wait_customer(f, cid, timeout_ms), "payments knows %s", cid);
+    FLOW_CHECK(f, flow_wait_stock(f, sku, stock[n_skus - 1], timeout_ms),
+               "inventory has %s", sku);
+    if (at_rest)
+        FLOW_CHECK(f, flow_wait_quiet(f, timeout_ms), "setup at rest");
+}
+
 int flow_place(flow *f, const char *order_id, const char *customer_id, const char *sku,
                int64_t qty, int64_t unit_price)
 {

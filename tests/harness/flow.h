@@ -162,6 +162,12 @@ int flow_cancel(flow *f, const char *order_id);
  * the sku (so the saga does not race its own setup). */
 bool flow_wait_customer(flow *f, const char *customer_id, int64_t timeout_ms);
 bool flow_wait_stock(flow *f, const char *sku, int64_t added, int64_t timeout_ms);
+/* A shop: customers c0..c<n_customers-1> (c<i>@example.com, credit limits[i]) and
+ * SKUs sku-0..sku-<n_skus-1> (stock[i] units each), then waits (FLOW_CHECK) until
+ * payments knows the last customer, inventory has the last SKU and, with at_rest,
+ * until nothing flows. */
+void flow_setup_shop(flow *f, int n_customers, const int64_t *limits, int n_skus,
+                     const int64_t *stock, bool at_rest, int64_t timeout_ms);
 
 /* ---- records ---- */
 
