@@ -498,14 +498,27 @@ static int apply_migrations(ev_store *s, const ev_store_opts *opts, ev_error *er
     return ret;
 }
 
+/* Setup attempts: an instance starting while others of its service run can
+ * lose a deadlock or a lock timeout to their batches (the runtime tables'
+ * CREATE INDEX IF NOT EXISTS locks its table): then it runs again. */
+#define SETUP_ATTEMPTS 8
+
 static int setup(ev_store *s, const ev_store_opts *opts, ev_error *err)
 {
     int ret = s->be->lock(s, true, err);
     if (ret != 0)
         return ret;
-    ret = in_tx(s, runtime_tables, NULL, err);
-    if (ret == 0)
-        ret = apply_migrations(s, opts, err);
+    for (int attempt = 1;; attempt++) {
+        ret = in_tx(s, runtime_tables, NULL, err);
+        if (ret == 0)
+            ret = apply_migrations(s, opts, err);
+        if (ret != EV_ERETRY || s->broken || attempt == SETUP_ATTEMPTS)
+            break;
+        s->conflict = false;
+        long ms = 50L << (attempt < 6 ? attempt : 6); /* 100 ms .. 3.2 s */
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     ev_error e2 = {0};
     int unlock = s->be->lock(s, false, &e2);
     if (ret == 0 && unlock != 0)

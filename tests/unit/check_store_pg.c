@@ -3,6 +3,8 @@
  * optimistic updates, timers and outbox claims), lost connections, schema
  * isolation, passwords kept out of messages. */
 #include <check.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +203,49 @@ END_TEST
 
 /* ---- suite --------------------------------------------------------------------- */
 
+/* An instance starting while another's batch holds a table its setup locks
+ * (CREATE INDEX IF NOT EXISTS) and then waits for one the setup holds: the
+ * server ends the deadlock by failing the setup, which runs again and opens. */
+typedef struct opener {
+    ev_store *s;
+    int rc;
+    ev_error err;
+} opener;
+
+static void *open_in_thread(void *arg)
+{
+    opener *o = arg;
+    ev_store_opts opts = sf_base_opts();
+    o->rc = ev_store_open(&o->s, &opts, &o->err);
+    return NULL;
+}
+
+START_TEST(setup_that_loses_a_deadlock_runs_again)
+{
+    ev_store *a = sf_open_default();
+    OK(ev_store_begin(a, &e_));
+    OK(ev_store_timer_set(a, &(ev_timer){.key = "k", .kind = "t", .due_at = 1}, &e_));
+    opener o = {0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, open_in_thread, &o), 0);
+    /* the setup waits for the timers table a holds */
+    int64_t waiting = 0;
+    for (int i = 0; i < 200 && waiting == 0; i++) {
+        waiting = sf_admin_query("SELECT count(*) FROM pg_locks WHERE NOT granted", NULL);
+        if (waiting == 0)
+            usleep(10 * 1000);
+    }
+    ck_assert_int_eq(waiting, 1);
+    /* a now waits for the inbox the setup holds: a deadlock, the setup loses */
+    OK(ev_store_inbox_add(a, "e1", 1, &e_));
+    OK(ev_store_commit(a, &e_));
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(o.rc == 0, "open: %s", o.err.text);
+    ev_store_close(o.s);
+    ev_store_close(a);
+}
+END_TEST
+
 static const test_ref pg_only_tests[] = {
     T(inbox_add_of_id_another_instance_committed_is_conflict),
     T(lost_connection_is_a_retry_and_reconnects),
@@ -208,6 +253,7 @@ static const test_ref pg_only_tests[] = {
     T(timers_due_skips_timers_another_instance_holds),
     T(outbox_walk_sees_own_rows_until_others_claimed),
     T(schemas_are_isolated),
+    T(setup_that_loses_a_deadlock_runs_again),
     LOOP(connect_error_never_shows_password, password_urls),
 };
 
