@@ -12,8 +12,9 @@ run 0 "$CHOREO" topics --create
 start_service orders
 start_service inventory
 run 0 "$CHOREO" produce stock.added --data '{"sku":"s-1","qty":10}'
-# Stock and orders are on different topics: let inventory read the stock first.
-wait_group inventory '"status":"OK","reason":"caught up"' 30
+# Stock and orders are on different topics: let inventory apply the stock first
+# (its group can read "caught up" before it is assigned any partition).
+wait_dump 30 inventory '"s-1"' || fail "inventory never applied the stock of s-1"
 run 0 "$CHOREO" produce order.placed --data "$(ORDER_DATA o-1 c-1 s-1)"
 run 0 "$CHOREO" tail --from-beginning --key o-1 --until inventory.reserved --timeout 30s
 
