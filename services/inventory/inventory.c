@@ -11,7 +11,8 @@
  * REJECTED, RELEASED, RETURNED and CLOSED (a release seen before the order)
  * hold nothing. Instances of the service share these rows (PostgreSQL): stock
  * is taken only by an UPDATE conditional on what is available, and a status
- * changes only from the status its handler read (inv_set_status). */
+ * changes only by an UPDATE conditional on the status it moves from
+ * (inv_move_status): each step is one statement, no read before it. */
 static const ev_migration inv_migrations[] = {
     {1, "CREATE TABLE stock ("
         " sku TEXT PRIMARY KEY,"
@@ -48,29 +49,32 @@ static int inv_status(ev_ctx *ctx, const char *order_id, char *buf, size_t cap,
         buf, cap, NULL, err);
 }
 
-/* Moves the reservation from the status its handler read (from, "" = none)
- * to status to. When another instance changed it meanwhile no row changes:
- * EV_ERETRY, and the handler runs again on what is there now. */
-static int inv_set_status(ev_ctx *ctx, const char *order_id, const char *from,
-                          const char *to, ev_error *err)
+/* Moves the reservation from status from to status to, in one conditional
+ * statement: *moved false when it is not in from (no row, or another status:
+ * another instance may have moved it, then the batch's transaction conflicts
+ * on PostgreSQL and runs again). */
+static int inv_move_status(ev_ctx *ctx, const char *order_id, const char *from,
+                           const char *to, bool *moved, ev_error *err)
 {
-    ev_store *s = ev_ctx_store(ctx);
-    int64_t now = ev_ctx_now_ms(ctx);
-    ev_stmt *st = NULL;
-    if (from[0])
-        st = ev_store_bind(s, err,
-                           "UPDATE reservations SET status = ?2, updated_at = ?3"
-                           " WHERE order_id = ?1 AND status = ?4",
-                           "ssis", order_id, to, now, from);
-    else
-        st = ev_store_bind(s, err,
-                           "INSERT INTO reservations(order_id, status, updated_at)"
-                           " VALUES(?1, ?2, ?3) ON CONFLICT(order_id) DO NOTHING",
-                           "ssi", order_id, to, now);
+    ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
+                                "UPDATE reservations SET status = ?2, updated_at = ?3"
+                                " WHERE order_id = ?1 AND status = ?4",
+                                "ssis", order_id, to, ev_ctx_now_ms(ctx), from);
     int rc = ev_store_exec(st, err);
-    if (rc == 0 && ev_stmt_changes(st) != 1)
-        rc = ev_error_set(err, EV_ERETRY, "reservation of %s is no longer %s", order_id,
-                          from[0] ? from : "new");
+    *moved = rc == 0 && ev_stmt_changes(st) == 1;
+    return rc;
+}
+
+/* Logs why an event changes nothing for the order: its reservation's status
+ * (read only on this rare path). */
+static int inv_ignored(ev_ctx *ctx, const char *what, const char *order_id,
+                       const ev_envelope *ev, ev_error *err)
+{
+    char status[16];
+    int rc = inv_status(ctx, order_id, status, sizeof(status), err);
+    if (rc == 0)
+        ev_log(EV_LOG_INFO, what, "order_id=%s status=%s event_id=%s", order_id,
+               status[0] ? status : "none", ev->id);
     return rc;
 }
 
@@ -78,14 +82,25 @@ static int inv_set_status(ev_ctx *ctx, const char *order_id, const char *from,
 
 enum { INV_RELEASE, INV_SHIP, INV_RESTOCK };
 
+/* Every line of the order's reservation moved at once (its status already
+ * moved by inv_move_status, so only once). */
 static const char *const inv_move_sql[] = {
-    [INV_RELEASE] = "UPDATE stock SET reserved = reserved - ?2,"
-                    " available = available + ?2 WHERE sku = ?1",
-    [INV_SHIP] = "UPDATE stock SET reserved = reserved - ?2,"
-                 " shipped = shipped + ?2 WHERE sku = ?1",
-    [INV_RESTOCK] = "UPDATE stock SET shipped = shipped - ?2,"
-                    " available = available + ?2 WHERE sku = ?1",
+    [INV_RELEASE] = "UPDATE stock SET reserved = reserved - ri.qty,"
+                    " available = available + ri.qty FROM reservation_items ri"
+                    " WHERE ri.order_id = ?1 AND ri.sku = stock.sku",
+    [INV_SHIP] = "UPDATE stock SET reserved = reserved - ri.qty,"
+                 " shipped = shipped + ri.qty FROM reservation_items ri"
+                 " WHERE ri.order_id = ?1 AND ri.sku = stock.sku",
+    [INV_RESTOCK] = "UPDATE stock SET shipped = shipped - ri.qty,"
+                    " available = available + ri.qty FROM reservation_items ri"
+                    " WHERE ri.order_id = ?1 AND ri.sku = stock.sku",
 };
+
+static int inv_move(ev_ctx *ctx, const char *order_id, int move, ev_error *err)
+{
+    return ev_store_exec(
+        ev_store_bind(ev_ctx_store(ctx), err, inv_move_sql[move], "s", order_id), err);
+}
 
 /* The reservation's lines as [{sku, qty}] in sku order into *items (owned by
  * the caller). */
@@ -106,31 +121,6 @@ static int inv_items(ev_ctx *ctx, const char *order_id, json_t **items, ev_error
         json_decref(*items);
         *items = NULL;
     }
-    return rc;
-}
-
-/* Moves every line of the order's reservation (its status already moved by
- * inv_set_status, so only once); items (may be NULL) gets the lines as
- * [{sku, qty}], owned by the caller. */
-static int inv_move(ev_ctx *ctx, const char *order_id, int move, json_t **items,
-                    ev_error *err)
-{
-    json_t *lines = NULL;
-    int rc = inv_items(ctx, order_id, &lines, err);
-    size_t i;
-    json_t *it;
-    json_array_foreach(lines, i, it)
-    {
-        if (rc == 0)
-            rc = ev_store_exec(
-                ev_store_bind(ev_ctx_store(ctx), err, inv_move_sql[move], "si",
-                              json_string_value(json_object_get(it, "sku")),
-                              (int64_t)json_integer_value(json_object_get(it, "qty"))),
-                err);
-    }
-    if (rc == 0 && items)
-        *items = json_incref(lines);
-    json_decref(lines);
     return rc;
 }
 
@@ -175,34 +165,10 @@ static int inv_lines(const ev_envelope *ev, json_t **want, ev_error *err)
     return 0;
 }
 
-/* The first sku short of stock: *short_sku NULL when all lines fit. */
-static int inv_check(ev_ctx *ctx, json_t *want, const char **short_sku, int64_t *avail,
-                     ev_error *err)
-{
-    const char *sku;
-    json_t *q;
-    *short_sku = NULL;
-    json_object_foreach(want, sku, q)
-    {
-        int rc = ev_store_query_int(
-            ev_store_bind(ev_ctx_store(ctx), err,
-                          "SELECT available FROM stock WHERE sku = ?1", "s", sku),
-            0, avail, NULL, err);
-        if (rc < 0)
-            return rc;
-        if (*avail < json_integer_value(q)) {
-            *short_sku = sku;
-            return 0;
-        }
-    }
-    return 0;
-}
-
-/* Takes qty of sku from available into reserved, only if that many are still
- * available: another instance may have taken them since inv_check read the
- * row; then nothing changes and the handler is retried (EV_ERETRY). */
+/* Takes qty of sku from available into reserved, only if that many are
+ * available (*taken false otherwise, nothing changed), and records the line. */
 static int inv_take(ev_ctx *ctx, const char *order_id, const char *sku, int64_t qty,
-                    ev_error *err)
+                    bool *taken, ev_error *err)
 {
     ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
                                 "UPDATE stock SET available = available - ?2,"
@@ -210,10 +176,8 @@ static int inv_take(ev_ctx *ctx, const char *order_id, const char *sku, int64_t 
                                 " WHERE sku = ?1 AND available >= ?2",
                                 "si", sku, qty);
     int rc = ev_store_exec(st, err);
-    if (rc == 0 && ev_stmt_changes(st) != 1)
-        rc = ev_error_set(err, EV_ERETRY, "stock of %s taken meanwhile (order_id=%s)",
-                          sku, order_id);
-    if (rc == 0)
+    *taken = rc == 0 && ev_stmt_changes(st) == 1;
+    if (rc == 0 && *taken)
         rc = ev_store_exec(
             ev_store_bind(ev_ctx_store(ctx), err,
                           "INSERT INTO reservation_items(order_id, sku, qty)"
@@ -223,114 +187,127 @@ static int inv_take(ev_ctx *ctx, const char *order_id, const char *sku, int64_t 
     return rc;
 }
 
-static int inv_reserve(ev_ctx *ctx, const char *order_id, json_t *want, ev_error *err)
-{
-    const char *sku;
-    json_t *q;
-    json_t *items = json_array();
-    int rc = inv_set_status(ctx, order_id, "", "RESERVED", err);
-    json_object_foreach(want, sku, q)
-    {
-        int64_t qty = json_integer_value(q);
-        if (rc == 0)
-            rc = inv_take(ctx, order_id, sku, qty, err);
-        if (rc == 0)
-            json_array_append_new(
-                items, json_pack("{s:s, s:I}", "sku", sku, "qty", (json_int_t)qty));
-    }
-    if (rc < 0) {
-        json_decref(items);
-        return rc;
-    }
-    return ev_emit(ctx, "inventory.reserved",
-                   json_pack("{s:s, s:o}", "order_id", order_id, "items", items), err);
-}
-
+/* Not every line fits: gives back the lines taken so far (the same
+ * transaction, so nobody saw them), marks the reservation REJECTED and says
+ * which sku fell short with what it has. */
 static int inv_reject(ev_ctx *ctx, const char *order_id, json_t *want, const char *sku,
-                      int64_t avail, ev_error *err)
+                      bool undo, ev_error *err)
 {
-    json_t *d = json_pack("{s:s, s:s, s:I, s:I}", "order_id", order_id, "sku", sku,
-                          "requested", json_integer_value(json_object_get(want, sku)),
-                          "available", (json_int_t)avail);
-    int rc = inv_set_status(ctx, order_id, "", "REJECTED", err);
-    if (rc < 0) {
-        json_decref(d);
+    int64_t avail = 0;
+    bool moved;
+    int rc = undo ? inv_move(ctx, order_id, INV_RELEASE, err) : 0;
+    if (rc == 0 && undo)
+        rc = ev_store_exec(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "DELETE FROM reservation_items WHERE order_id = ?1", "s",
+                          order_id),
+            err);
+    if (rc == 0)
+        rc = ev_store_query_int(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "SELECT available FROM stock WHERE sku = ?1", "s", sku),
+            0, &avail, NULL, err);
+    if (rc == 0)
+        rc = inv_move_status(ctx, order_id, "RESERVED", "REJECTED", &moved, err);
+    if (rc == 0 && !moved) /* the row this handler inserted */
+        rc = ev_error_set(err, EV_ESTORE, "reservation of %s vanished", order_id);
+    if (rc < 0)
         return rc;
-    }
-    return ev_emit(ctx, "inventory.rejected", d, err);
+    return ev_emit(ctx, "inventory.rejected",
+                   json_pack("{s:s, s:s, s:I, s:I}", "order_id", order_id, "sku", sku,
+                             "requested", json_integer_value(json_object_get(want, sku)),
+                             "available", (json_int_t)avail),
+                   err);
 }
 
-/* Reserves every line or none. A second order.placed for a known order, or
- * one after its release was seen, is ignored. */
+/* Reserves every line or none, optimistically: the reservation row first (a
+ * second order.placed for a known order, or one after its release was seen,
+ * inserts nothing and is ignored), then each line by an UPDATE conditional
+ * on what is available; the first line short of stock undoes the others and
+ * rejects. On PostgreSQL a stock row another instance changed since this
+ * transaction's snapshot makes it conflict and run again. */
 static int inv_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    char status[16];
     json_t *want = NULL;
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
-        rc = inv_status(ctx, id, status, sizeof(status), err);
+        rc = inv_lines(ev, &want, err);
     if (rc < 0)
         return rc;
-    if (status[0]) {
-        ev_log(EV_LOG_INFO, "order already handled", "order_id=%s status=%s event_id=%s",
-               id, status, ev->id);
-        return 0;
+    ev_stmt *st = ev_store_bind(
+        ev_ctx_store(ctx), err,
+        "INSERT INTO reservations(order_id, status, updated_at, origin_id, origin_corr)"
+        " VALUES(?1, 'RESERVED', ?2, ?3, ?4) ON CONFLICT(order_id) DO NOTHING",
+        "siss", id, ev_ctx_now_ms(ctx), ev->id,
+        ev->correlationid[0] ? ev->correlationid : ev->id);
+    rc = ev_store_exec(st, err);
+    if (rc == 0 && ev_stmt_changes(st) != 1) {
+        json_decref(want);
+        return inv_ignored(ctx, "order already handled", id, ev, err);
     }
-    rc = inv_lines(ev, &want, err);
-    if (rc < 0)
-        return rc;
-    const char *short_sku;
-    int64_t avail = 0;
-    rc = inv_check(ctx, want, &short_sku, &avail, err);
-    if (rc == 0 && short_sku)
-        rc = inv_reject(ctx, id, want, short_sku, avail, err);
+    const char *sku, *short_sku = NULL;
+    json_t *q;
+    json_t *items = json_array();
+    json_object_foreach(want, sku, q)
+    {
+        int64_t qty = json_integer_value(q);
+        bool taken = false;
+        if (rc == 0 && short_sku == NULL)
+            rc = inv_take(ctx, id, sku, qty, &taken, err);
+        if (rc == 0 && short_sku == NULL && !taken)
+            short_sku = sku;
+        if (rc == 0 && taken)
+            json_array_append_new(
+                items, json_pack("{s:s, s:I}", "sku", sku, "qty", (json_int_t)qty));
+    }
+    if (rc == 0 && short_sku != NULL)
+        rc = inv_reject(ctx, id, want, short_sku, json_array_size(items) > 0, err);
     else if (rc == 0)
-        rc = inv_reserve(ctx, id, want, err);
+        rc = ev_emit(ctx, "inventory.reserved",
+                     json_pack("{s:s, s:O}", "order_id", id, "items", items), err);
+    json_decref(items);
     json_decref(want);
-    if (rc == 0)
-        rc = ev_store_exec(
-            ev_store_bind(ev_ctx_store(ctx), err,
-                          "UPDATE reservations SET origin_id = ?2, origin_corr = ?3"
-                          " WHERE order_id = ?1",
-                          "sss", id, ev->id,
-                          ev->correlationid[0] ? ev->correlationid : ev->id),
-            err);
     return rc;
 }
 
 /* payment.declined, order.rejected, order.cancelled: gives back a held
- * reservation (once: the state says whether one is held). */
+ * reservation (once: only the move from RESERVED does); a release seen
+ * before the order closes it, so that a late order.placed reserves nothing. */
 static int inv_on_release(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    char status[16];
+    char origin[EV_ID_MAX] = "", corr[EV_ID_MAX] = "";
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
-    if (rc == 0)
-        rc = inv_status(ctx, id, status, sizeof(status), err);
     if (rc < 0)
         return rc;
-    if (!status[0])
-        return inv_set_status(ctx, id, "", "CLOSED", err);
-    if (strcmp(status, "RESERVED") != 0)
-        return 0;
+    ev_stmt *st =
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "UPDATE reservations SET status = 'RELEASED', updated_at = ?2"
+                      " WHERE order_id = ?1 AND status = 'RESERVED'"
+                      " RETURNING origin_id, origin_corr",
+                      "si", id, ev_ctx_now_ms(ctx));
+    if (st == NULL)
+        return err->code;
+    rc = ev_stmt_step(st, err);
+    if (rc == 1) {
+        ev_stmt_text_copy(st, 0, origin, sizeof(origin));
+        ev_stmt_text_copy(st, 1, corr, sizeof(corr));
+    }
+    ev_stmt_reset(st);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) /* nothing held: closes an order not seen yet, else nothing */
+        return ev_store_exec(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "INSERT INTO reservations(order_id, status, updated_at)"
+                          " VALUES(?1, 'CLOSED', ?2) ON CONFLICT(order_id) DO NOTHING",
+                          "si", id, ev_ctx_now_ms(ctx)),
+            err);
     json_t *items = NULL;
-    char origin[EV_ID_MAX] = "", corr[EV_ID_MAX] = "";
-    rc = inv_set_status(ctx, id, status, "RELEASED", err);
+    rc = inv_items(ctx, id, &items, err);
     if (rc == 0)
-        rc = inv_move(ctx, id, INV_RELEASE, &items, err);
-    if (rc == 0)
-        rc = ev_store_query_text(ev_store_bind(ev_ctx_store(ctx), err,
-                                               "SELECT origin_id FROM reservations"
-                                               " WHERE order_id = ?1",
-                                               "s", id),
-                                 origin, sizeof(origin), NULL, err);
-    if (rc == 0)
-        rc = ev_store_query_text(ev_store_bind(ev_ctx_store(ctx), err,
-                                               "SELECT origin_corr FROM reservations"
-                                               " WHERE order_id = ?1",
-                                               "s", id),
-                                 corr, sizeof(corr), NULL, err);
+        rc = inv_move(ctx, id, INV_RELEASE, err);
     if (rc < 0) {
         json_decref(items);
         return rc;
@@ -346,34 +323,28 @@ static int inv_on_release(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 static int inv_on_dispatched(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    char status[16];
+    bool moved = false;
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
-        rc = inv_status(ctx, id, status, sizeof(status), err);
+        rc = inv_move_status(ctx, id, "RESERVED", "SHIPPED", &moved, err);
     if (rc < 0)
         return rc;
-    if (strcmp(status, "RESERVED") != 0) {
-        ev_log(EV_LOG_INFO, "dispatch without reservation", "order_id=%s status=%s", id,
-               status[0] ? status : "none");
-        return 0;
-    }
-    rc = inv_set_status(ctx, id, status, "SHIPPED", err);
-    return rc < 0 ? rc : inv_move(ctx, id, INV_SHIP, NULL, err);
+    if (!moved)
+        return inv_ignored(ctx, "dispatch without reservation", id, ev, err);
+    return inv_move(ctx, id, INV_SHIP, err);
 }
 
 /* shipment.returned: shipped goods come back to available. */
 static int inv_on_returned(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    char status[16];
+    bool moved = false;
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
-        rc = inv_status(ctx, id, status, sizeof(status), err);
-    if (rc < 0 || strcmp(status, "SHIPPED") != 0)
+        rc = inv_move_status(ctx, id, "SHIPPED", "RETURNED", &moved, err);
+    if (rc < 0 || !moved)
         return rc;
-    rc = inv_set_status(ctx, id, status, "RETURNED", err);
-    if (rc == 0)
-        rc = inv_move(ctx, id, INV_RESTOCK, NULL, err);
+    rc = inv_move(ctx, id, INV_RESTOCK, err);
     if (rc == 0)
         ev_log(EV_LOG_DEBUG, "shipment restocked", "order_id=%s", id);
     return rc;

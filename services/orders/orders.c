@@ -97,8 +97,8 @@ static int ord_load(ev_ctx *ctx, const char *order_id, ord_row *r, bool *found,
 /* ---- transitions -------------------------------------------------------- */
 
 /* Moves the order to status, emits type with data (stolen) in the order's
- * flow (r: its order.placed) and drops the timeout timer once the order is no
- * longer pending. */
+ * flow (r: its row before the move, with its order.placed) and drops the
+ * timeout timer when the order leaves PENDING. */
 static int ord_transition(ev_ctx *ctx, const char *order_id, const ord_row *r,
                           const char *status, const char *reason, const char *type,
                           json_t *data, ev_error *err)
@@ -117,7 +117,8 @@ static int ord_transition(ev_ctx *ctx, const char *order_id, const ord_row *r,
     rc = ev_emit_deferred(ctx, type, data, r->origin_id, r->origin_corr, NULL, err);
     if (rc < 0)
         return rc;
-    rc = ev_timer_disarm(ctx, order_id, ORD_TIMER, err);
+    if (strcmp(r->status, ORD_PENDING) == 0) /* armed while pending, only then */
+        rc = ev_timer_disarm(ctx, order_id, ORD_TIMER, err);
     ev_log(EV_LOG_DEBUG, "order transition", "order_id=%s status=%s reason=%s", order_id,
            status, reason ? reason : "-");
     return rc;
@@ -176,23 +177,16 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
-    ord_row r;
-    bool found;
-    rc = ord_load(ctx, id, &r, &found, err);
-    if (rc < 0)
-        return rc;
-    if (found && strcmp(r.status, ORD_UNPLACED) != 0) {
-        ev_log(EV_LOG_WARN, "order placed again, ignored", "order_id=%s event_id=%s", id,
-               ev->id);
-        return 0;
-    }
     const char *customer = ord_str(ev->data, "customer_id");
     const char *currency = ord_str(ev->data, "currency");
     int64_t total = json_integer_value(json_object_get(ev->data, "total_cents"));
-    snprintf(r.origin_id, sizeof(r.origin_id), "%s", ev->id);
-    snprintf(r.origin_corr, sizeof(r.origin_corr), "%s",
+    char origin_corr[EV_ID_MAX];
+    snprintf(origin_corr, sizeof(origin_corr), "%s",
              ev->correlationid[0] ? ev->correlationid : ev->id);
+    /* Places a new order or one whose facts came first (UNPLACED); a placed
+     * one is left as it is and the upsert returns no row. */
     ord_row now; /* the row the upsert wrote */
+    bool found;
     rc = ord_read(
         ev_store_bind(ev_ctx_store(ctx), err,
                       "INSERT INTO orders(order_id, customer_id, total_cents, currency,"
@@ -201,15 +195,18 @@ static int ord_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
                       " ON CONFLICT(order_id) DO UPDATE SET customer_id = ?2,"
                       " total_cents = ?3, currency = ?4, status = 'PENDING',"
                       " updated_at = ?5, origin_id = ?6, origin_corr = ?7"
-                      " RETURNING " ORD_COLS,
+                      " WHERE orders.status = 'UNPLACED' RETURNING " ORD_COLS,
                       "ssisiss", id, customer ? customer : "", total,
-                      currency ? currency : "", (int64_t)ev_ctx_now_ms(ctx), r.origin_id,
-                      r.origin_corr),
+                      currency ? currency : "", (int64_t)ev_ctx_now_ms(ctx), ev->id,
+                      origin_corr),
         &now, &found, err);
     if (rc < 0)
         return rc;
-    if (!found)
-        return ev_error_set(err, EV_ESTORE, "order %s: upsert returned no row", id);
+    if (!found) {
+        ev_log(EV_LOG_WARN, "order placed again, ignored", "order_id=%s event_id=%s", id,
+               ev->id);
+        return 0;
+    }
     rc = ev_timer_arm(ctx, id, ORD_TIMER, ev_ctx_config(ctx)->order_timeout_ms, err);
     if (rc < 0)
         return rc;

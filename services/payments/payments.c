@@ -142,31 +142,39 @@ static int pay_credit(ev_ctx *ctx, const char *customer_id, int64_t *limit,
     return 0;
 }
 
-/* Authorizes against the customer's remaining credit, or declines. Either way
- * the decision writes the customer's row it read (a decline adds 0), so on
- * PostgreSQL a concurrent charge, refund or new limit is a conflict and the
- * decision is retried on the current row. An unknown customer has no row to
- * write: a registration committed meanwhile counts as arriving after the
- * order, as the topics' interleaving may have it on one instance too. */
+/* Authorizes against the customer's remaining credit, or declines. The
+ * charge is one UPDATE conditional on the credit left; when it changes no
+ * row the customer's row is read for the reason and written all the same (a
+ * decline adds 0), so on PostgreSQL a concurrent charge, refund or new limit
+ * is a conflict either way and the decision is retried on the current row.
+ * An unknown customer has no row to write: a registration committed
+ * meanwhile counts as arriving after the order, as the topics' interleaving
+ * may have it on one instance too. */
 static int pay_authorize(ev_ctx *ctx, const char *order_id, const pay_row *r,
                          ev_error *err)
 {
-    int64_t limit = 0, outstanding = 0;
-    bool known = false;
-    int rc = pay_credit(ctx, r->customer_id, &limit, &outstanding, &known, err);
+    ev_stmt *st = ev_store_bind(
+        ev_ctx_store(ctx), err,
+        "UPDATE customers SET outstanding_cents = outstanding_cents + ?2"
+        " WHERE customer_id = ?1 AND outstanding_cents + ?2 <= credit_limit_cents",
+        "si", r->customer_id, r->amount);
+    int rc = ev_store_exec(st, err);
     if (rc < 0)
         return rc;
-    if (!known)
-        return pay_decline(ctx, order_id, r, "unknown_customer", err);
-    if (outstanding + r->amount > limit) {
+    if (ev_stmt_changes(st) != 1) {
+        int64_t limit = 0, outstanding = 0;
+        bool known = false;
+        rc = pay_credit(ctx, r->customer_id, &limit, &outstanding, &known, err);
+        if (rc < 0)
+            return rc;
+        if (!known)
+            return pay_decline(ctx, order_id, r, "unknown_customer", err);
         rc = pay_outstanding(ctx, r->customer_id, 0, err);
         return rc < 0 ? rc : pay_decline(ctx, order_id, r, "credit_limit", err);
     }
     char pid[EV_ID_MAX];
     ev_derived_id(pid, "pay-", order_id);
     rc = pay_set_status(ctx, order_id, "AUTHORIZED", pid, "", err);
-    if (rc == 0)
-        rc = pay_outstanding(ctx, r->customer_id, r->amount, err);
     if (rc < 0)
         return rc;
     ev_log(EV_LOG_DEBUG, "payment authorized", "order_id=%s amount_cents=%lld", order_id,

@@ -75,22 +75,37 @@ static int shp_move(ev_ctx *ctx, const char *order_id, const char *sid,
  * nothing rest on states that never go back (a row exists; not SCHEDULED any
  * more), so a stale read of them decides as a current one would. */
 
+/* Schedules the shipment: the row first, inserted only if the order has none
+ * (a repeated confirmation, or one after the cancel was seen, inserts
+ * nothing and is ignored). */
 static int shp_on_confirmed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
     char status[16], sid[EV_ID_MAX];
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
-    if (rc == 0)
-        rc = shp_load(ctx, id, status, sizeof(status), sid, sizeof(sid), err);
     if (rc < 0)
         return rc;
-    if (status[0]) {
-        ev_log(EV_LOG_INFO, "confirmed order already handled", "order_id=%s status=%s",
-               id, status);
-        return 0;
-    }
     ev_derived_id(sid, "shp-", id);
-    rc = shp_move(ctx, id, sid, "SCHEDULED", "shipment.scheduled", err);
+    ev_stmt *st =
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "INSERT INTO shipments(order_id, shipment_id, status, updated_at)"
+                      " VALUES(?1, ?2, 'SCHEDULED', ?3) ON CONFLICT(order_id) DO NOTHING",
+                      "ssi", id, sid, (int64_t)ev_ctx_now_ms(ctx));
+    rc = ev_store_exec(st, err);
+    if (rc == 0 && ev_stmt_changes(st) != 1) {
+        char had[EV_ID_MAX];
+        rc = shp_load(ctx, id, status, sizeof(status), had, sizeof(had), err);
+        if (rc == 0)
+            ev_log(EV_LOG_INFO, "confirmed order already handled",
+                   "order_id=%s status=%s", id, status);
+        return rc;
+    }
+    if (rc < 0)
+        return rc;
+    ev_log(EV_LOG_DEBUG, "shipment", "order_id=%s shipment_id=%s status=SCHEDULED", id,
+           sid);
+    rc = ev_emit(ctx, "shipment.scheduled",
+                 json_pack("{s:s, s:s}", "order_id", id, "shipment_id", sid), err);
     if (rc < 0)
         return rc;
     return ev_timer_arm(ctx, id, SHP_TIMER, ev_ctx_config(ctx)->dispatch_delay_ms, err);
@@ -117,16 +132,31 @@ static int shp_on_cancelled(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     return 0;
 }
 
-/* shipment.dispatch: the point of no return, unless cancelled before. */
+/* shipment.dispatch: the point of no return, unless cancelled before: one
+ * UPDATE conditional on SCHEDULED. */
 static int shp_on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
 {
-    char status[16], sid[EV_ID_MAX];
+    char sid[EV_ID_MAX];
     if (strcmp(t->kind, SHP_TIMER) != 0)
         return 0;
-    int rc = shp_load(ctx, t->key, status, sizeof(status), sid, sizeof(sid), err);
-    if (rc < 0 || strcmp(status, "SCHEDULED") != 0)
-        return rc;
-    return shp_move(ctx, t->key, sid, "DISPATCHED", "shipment.dispatched", err);
+    ev_stmt *st =
+        ev_store_bind(ev_ctx_store(ctx), err,
+                      "UPDATE shipments SET status = 'DISPATCHED', updated_at = ?2"
+                      " WHERE order_id = ?1 AND status = 'SCHEDULED'"
+                      " RETURNING shipment_id",
+                      "si", t->key, (int64_t)ev_ctx_now_ms(ctx));
+    if (st == NULL)
+        return err->code;
+    int rc = ev_stmt_step(st, err);
+    if (rc == 1)
+        ev_stmt_text_copy(st, 0, sid, sizeof(sid));
+    ev_stmt_reset(st);
+    if (rc <= 0)
+        return rc; /* no longer scheduled (cancelled) */
+    ev_log(EV_LOG_DEBUG, "shipment", "order_id=%s shipment_id=%s status=DISPATCHED",
+           t->key, sid);
+    return ev_emit(ctx, "shipment.dispatched",
+                   json_pack("{s:s, s:s}", "order_id", t->key, "shipment_id", sid), err);
 }
 
 /* ---- dump --------------------------------------------------------------- */
