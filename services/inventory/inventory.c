@@ -3,6 +3,7 @@
  * Per sku, added = available + reserved + shipped, and none is ever negative. */
 #include "inventory.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -34,6 +35,11 @@ static const ev_migration inv_migrations[] = {
      * event of the order's flow derived from it (ev_emit_deferred). */
     {2, "ALTER TABLE reservations ADD COLUMN origin_id TEXT NOT NULL DEFAULT '';"
         "ALTER TABLE reservations ADD COLUMN origin_corr TEXT NOT NULL DEFAULT '';"},
+    /* The reservation's lines in its own row, as the JSON object {sku: qty}
+     * with the skus in order: each step on a reservation is then one
+     * statement on its row plus one per line on stock. Reservations made
+     * before this keep their lines in reservation_items (inv_lines_of). */
+    {3, "ALTER TABLE reservations ADD COLUMN lines TEXT NOT NULL DEFAULT '';"},
 };
 
 /* ---- SQL helpers -------------------------------------------------------- */
@@ -49,22 +55,6 @@ static int inv_status(ev_ctx *ctx, const char *order_id, char *buf, size_t cap,
         buf, cap, NULL, err);
 }
 
-/* Moves the reservation from status from to status to, in one conditional
- * statement: *moved false when it is not in from (no row, or another status:
- * another instance may have moved it, then the batch's transaction conflicts
- * on PostgreSQL and runs again). */
-static int inv_move_status(ev_ctx *ctx, const char *order_id, const char *from,
-                           const char *to, bool *moved, ev_error *err)
-{
-    ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
-                                "UPDATE reservations SET status = ?2, updated_at = ?3"
-                                " WHERE order_id = ?1 AND status = ?4",
-                                "ssis", order_id, to, ev_ctx_now_ms(ctx), from);
-    int rc = ev_store_exec(st, err);
-    *moved = rc == 0 && ev_stmt_changes(st) == 1;
-    return rc;
-}
-
 /* Logs why an event changes nothing for the order: its reservation's status
  * (read only on this rare path). */
 static int inv_ignored(ev_ctx *ctx, const char *what, const char *order_id,
@@ -78,34 +68,34 @@ static int inv_ignored(ev_ctx *ctx, const char *what, const char *order_id,
     return rc;
 }
 
-/* ---- stock moves -------------------------------------------------------- */
-
-enum { INV_RELEASE, INV_SHIP, INV_RESTOCK };
-
-/* Every line of the order's reservation moved at once (its status already
- * moved by inv_move_status, so only once). */
-static const char *const inv_move_sql[] = {
-    [INV_RELEASE] = "UPDATE stock SET reserved = reserved - ri.qty,"
-                    " available = available + ri.qty FROM reservation_items ri"
-                    " WHERE ri.order_id = ?1 AND ri.sku = stock.sku",
-    [INV_SHIP] = "UPDATE stock SET reserved = reserved - ri.qty,"
-                 " shipped = shipped + ri.qty FROM reservation_items ri"
-                 " WHERE ri.order_id = ?1 AND ri.sku = stock.sku",
-    [INV_RESTOCK] = "UPDATE stock SET shipped = shipped - ri.qty,"
-                    " available = available + ri.qty FROM reservation_items ri"
-                    " WHERE ri.order_id = ?1 AND ri.sku = stock.sku",
-};
-
-static int inv_move(ev_ctx *ctx, const char *order_id, int move, ev_error *err)
+/* The lines {sku: qty} as [{sku, qty}] in the object's order. */
+static json_t *inv_items_of(json_t *lines)
 {
-    return ev_store_exec(
-        ev_store_bind(ev_ctx_store(ctx), err, inv_move_sql[move], "s", order_id), err);
+    json_t *items = json_array();
+    const char *sku;
+    json_t *q;
+    json_object_foreach(lines, sku, q)
+    {
+        json_array_append_new(items, json_pack("{s:s, s:I}", "sku", sku, "qty",
+                                               (json_int_t)json_integer_value(q)));
+    }
+    return items;
 }
 
 /* The reservation's lines as [{sku, qty}] in sku order into *items (owned by
- * the caller). */
-static int inv_items(ev_ctx *ctx, const char *order_id, json_t **items, ev_error *err)
+ * the caller): from its row's text, or, for a reservation made before
+ * migration 3 (text ""), from reservation_items. */
+static int inv_lines_of(ev_ctx *ctx, const char *order_id, const char *text,
+                        json_t **items, ev_error *err)
 {
+    if (text[0]) {
+        json_t *lines = json_loads(text, 0, NULL);
+        *items = json_is_object(lines) ? inv_items_of(lines) : NULL;
+        json_decref(lines);
+        return *items ? 0
+                      : ev_error_set(err, EV_ESTORE, "reservation of %s: bad lines %.40s",
+                                     order_id, text);
+    }
     ev_stmt *st = ev_store_bind(
         ev_ctx_store(ctx), err,
         "SELECT sku, qty FROM reservation_items WHERE order_id = ?1 ORDER BY sku", "s",
@@ -120,6 +110,76 @@ static int inv_items(ev_ctx *ctx, const char *order_id, json_t **items, ev_error
     if (rc < 0) {
         json_decref(*items);
         *items = NULL;
+    }
+    return rc;
+}
+
+/* A reservation moved by inv_move_status: its lines and its order.placed. */
+typedef struct inv_moved {
+    bool moved;
+    json_t *items; /* [{sku, qty}], owned; NULL when not moved */
+    char origin_id[EV_ID_MAX], origin_corr[EV_ID_MAX];
+} inv_moved;
+
+/* Moves the reservation from status from to status to, in one statement
+ * conditional on from, which returns the row's lines and origin. m->moved
+ * false when it is not in from (no row, or another status: on PostgreSQL a
+ * move by another instance since this transaction's snapshot is a conflict,
+ * and the batch runs again). */
+static int inv_move_status(ev_ctx *ctx, const char *order_id, const char *from,
+                           const char *to, inv_moved *m, ev_error *err)
+{
+    *m = (inv_moved){.moved = false};
+    ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
+                                "UPDATE reservations SET status = ?2, updated_at = ?3"
+                                " WHERE order_id = ?1 AND status = ?4"
+                                " RETURNING lines, origin_id, origin_corr",
+                                "ssis", order_id, to, ev_ctx_now_ms(ctx), from);
+    if (st == NULL)
+        return err->code;
+    int rc = ev_stmt_step(st, err);
+    char *lines = NULL;
+    if (rc == 1) {
+        m->moved = true;
+        lines = strdup(ev_stmt_text(st, 0));
+        ev_stmt_text_copy(st, 1, m->origin_id, sizeof(m->origin_id));
+        ev_stmt_text_copy(st, 2, m->origin_corr, sizeof(m->origin_corr));
+        ev_stmt_reset(st);
+        rc = lines ? inv_lines_of(ctx, order_id, lines, &m->items, err)
+                   : ev_error_set(err, EV_ENOMEM, "reservation lines: out of memory");
+    }
+    free(lines);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- stock moves -------------------------------------------------------- */
+
+enum { INV_RELEASE, INV_SHIP, INV_RESTOCK };
+
+static const char *const inv_move_sql[] = {
+    [INV_RELEASE] = "UPDATE stock SET reserved = reserved - ?2,"
+                    " available = available + ?2 WHERE sku = ?1",
+    [INV_SHIP] = "UPDATE stock SET reserved = reserved - ?2,"
+                 " shipped = shipped + ?2 WHERE sku = ?1",
+    [INV_RESTOCK] = "UPDATE stock SET shipped = shipped - ?2,"
+                    " available = available + ?2 WHERE sku = ?1",
+};
+
+/* Moves every line of items [{sku, qty}] (its reservation's status already
+ * moved, so only once), one statement per line, in sku order. */
+static int inv_move(ev_ctx *ctx, json_t *items, int move, ev_error *err)
+{
+    int rc = 0;
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        if (rc == 0)
+            rc = ev_store_exec(
+                ev_store_bind(ev_ctx_store(ctx), err, inv_move_sql[move], "si",
+                              json_string_value(json_object_get(it, "sku")),
+                              (int64_t)json_integer_value(json_object_get(it, "qty"))),
+                err);
     }
     return rc;
 }
@@ -141,13 +201,14 @@ static int inv_on_stock_added(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
         err);
 }
 
-/* The order's lines summed per sku into *want {sku: qty}. */
-static int inv_lines(const ev_envelope *ev, json_t **want, ev_error *err)
+/* The order's lines summed per sku, skus in order, as JSON text into *text
+ * (malloc'd). */
+static int inv_want(const ev_envelope *ev, char **text, ev_error *err)
 {
     json_t *items = json_object_get(ev->data, "items");
     if (!json_is_array(items) || json_array_size(items) == 0)
         return ev_error_set(err, EV_ESCHEMA, "order.placed without items");
-    *want = json_object();
+    json_t *want = json_object();
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it)
@@ -155,20 +216,20 @@ static int inv_lines(const ev_envelope *ev, json_t **want, ev_error *err)
         const char *sku = json_string_value(json_object_get(it, "sku"));
         json_int_t qty = json_integer_value(json_object_get(it, "qty"));
         if (!sku || qty <= 0) {
-            json_decref(*want);
-            *want = NULL;
+            json_decref(want);
             return ev_error_set(err, EV_ESCHEMA, "order.placed item %zu invalid", i);
         }
-        json_int_t had = json_integer_value(json_object_get(*want, sku));
-        json_object_set_new(*want, sku, json_integer(had + qty));
+        json_int_t had = json_integer_value(json_object_get(want, sku));
+        json_object_set_new(want, sku, json_integer(had + qty));
     }
-    return 0;
+    *text = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(want);
+    return *text ? 0 : ev_error_set(err, EV_ENOMEM, "order lines: out of memory");
 }
 
 /* Takes qty of sku from available into reserved, only if that many are
- * available (*taken false otherwise, nothing changed), and records the line. */
-static int inv_take(ev_ctx *ctx, const char *order_id, const char *sku, int64_t qty,
-                    bool *taken, ev_error *err)
+ * available (*taken false otherwise, nothing changed). */
+static int inv_take(ev_ctx *ctx, const char *sku, int64_t qty, bool *taken, ev_error *err)
 {
     ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
                                 "UPDATE stock SET available = available - ?2,"
@@ -177,96 +238,91 @@ static int inv_take(ev_ctx *ctx, const char *order_id, const char *sku, int64_t 
                                 "si", sku, qty);
     int rc = ev_store_exec(st, err);
     *taken = rc == 0 && ev_stmt_changes(st) == 1;
-    if (rc == 0 && *taken)
-        rc = ev_store_exec(
-            ev_store_bind(ev_ctx_store(ctx), err,
-                          "INSERT INTO reservation_items(order_id, sku, qty)"
-                          " VALUES(?1, ?2, ?3)",
-                          "ssi", order_id, sku, qty),
-            err);
     return rc;
 }
 
-/* Not every line fits: gives back the lines taken so far (the same
- * transaction, so nobody saw them), marks the reservation REJECTED and says
- * which sku fell short with what it has. */
-static int inv_reject(ev_ctx *ctx, const char *order_id, json_t *want, const char *sku,
-                      bool undo, ev_error *err)
+/* Not every line fits: gives back the lines taken (the same transaction, so
+ * nobody saw them), marks the reservation REJECTED and says which sku fell
+ * short with what it has. */
+static int inv_reject(ev_ctx *ctx, const char *order_id, json_t *taken, const char *sku,
+                      int64_t requested, ev_error *err)
 {
     int64_t avail = 0;
-    bool moved;
-    int rc = undo ? inv_move(ctx, order_id, INV_RELEASE, err) : 0;
-    if (rc == 0 && undo)
-        rc = ev_store_exec(
-            ev_store_bind(ev_ctx_store(ctx), err,
-                          "DELETE FROM reservation_items WHERE order_id = ?1", "s",
-                          order_id),
-            err);
+    inv_moved m = {.moved = false};
+    int rc = inv_move(ctx, taken, INV_RELEASE, err);
     if (rc == 0)
         rc = ev_store_query_int(
             ev_store_bind(ev_ctx_store(ctx), err,
                           "SELECT available FROM stock WHERE sku = ?1", "s", sku),
             0, &avail, NULL, err);
     if (rc == 0)
-        rc = inv_move_status(ctx, order_id, "RESERVED", "REJECTED", &moved, err);
-    if (rc == 0 && !moved) /* the row this handler inserted */
+        rc = inv_move_status(ctx, order_id, "RESERVED", "REJECTED", &m, err);
+    json_decref(m.items);
+    if (rc == 0 && !m.moved) /* the row this handler inserted */
         rc = ev_error_set(err, EV_ESTORE, "reservation of %s vanished", order_id);
     if (rc < 0)
         return rc;
     return ev_emit(ctx, "inventory.rejected",
                    json_pack("{s:s, s:s, s:I, s:I}", "order_id", order_id, "sku", sku,
-                             "requested", json_integer_value(json_object_get(want, sku)),
-                             "available", (json_int_t)avail),
+                             "requested", (json_int_t)requested, "available",
+                             (json_int_t)avail),
                    err);
 }
 
-/* Reserves every line or none, optimistically: the reservation row first (a
- * second order.placed for a known order, or one after its release was seen,
- * inserts nothing and is ignored), then each line by an UPDATE conditional
- * on what is available; the first line short of stock undoes the others and
- * rejects. On PostgreSQL a stock row another instance changed since this
- * transaction's snapshot makes it conflict and run again. */
+/* Reserves every line or none, optimistically: the reservation row with its
+ * lines first (a second order.placed for a known order, or one after its
+ * release was seen, inserts nothing and is ignored), then each line, in sku
+ * order, by an UPDATE conditional on what is available; the first line short
+ * of stock gives the others back and rejects. On PostgreSQL a stock row
+ * another instance changed since this transaction's snapshot makes it
+ * conflict and run again. */
 static int inv_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    json_t *want = NULL;
+    char *text = NULL;
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc == 0)
-        rc = inv_lines(ev, &want, err);
+        rc = inv_want(ev, &text, err);
     if (rc < 0)
         return rc;
-    ev_stmt *st = ev_store_bind(
-        ev_ctx_store(ctx), err,
-        "INSERT INTO reservations(order_id, status, updated_at, origin_id, origin_corr)"
-        " VALUES(?1, 'RESERVED', ?2, ?3, ?4) ON CONFLICT(order_id) DO NOTHING",
-        "siss", id, ev_ctx_now_ms(ctx), ev->id,
-        ev->correlationid[0] ? ev->correlationid : ev->id);
+    ev_stmt *st = ev_store_bind(ev_ctx_store(ctx), err,
+                                "INSERT INTO reservations(order_id, status, updated_at,"
+                                " origin_id, origin_corr, lines)"
+                                " VALUES(?1, 'RESERVED', ?2, ?3, ?4, ?5)"
+                                " ON CONFLICT(order_id) DO NOTHING",
+                                "sisss", id, ev_ctx_now_ms(ctx), ev->id,
+                                ev->correlationid[0] ? ev->correlationid : ev->id, text);
     rc = ev_store_exec(st, err);
+    json_t *want = rc == 0 ? json_loads(text, 0, NULL) : NULL; /* skus in order */
+    free(text);
     if (rc == 0 && ev_stmt_changes(st) != 1) {
         json_decref(want);
         return inv_ignored(ctx, "order already handled", id, ev, err);
     }
+    if (rc == 0 && want == NULL)
+        rc = ev_error_set(err, EV_ENOMEM, "order lines: out of memory");
     const char *sku, *short_sku = NULL;
     json_t *q;
-    json_t *items = json_array();
+    json_t *taken = json_array();
     json_object_foreach(want, sku, q)
     {
         int64_t qty = json_integer_value(q);
-        bool taken = false;
+        bool ok = false;
         if (rc == 0 && short_sku == NULL)
-            rc = inv_take(ctx, id, sku, qty, &taken, err);
-        if (rc == 0 && short_sku == NULL && !taken)
+            rc = inv_take(ctx, sku, qty, &ok, err);
+        if (rc == 0 && short_sku == NULL && !ok)
             short_sku = sku;
-        if (rc == 0 && taken)
+        if (rc == 0 && ok)
             json_array_append_new(
-                items, json_pack("{s:s, s:I}", "sku", sku, "qty", (json_int_t)qty));
+                taken, json_pack("{s:s, s:I}", "sku", sku, "qty", (json_int_t)qty));
     }
     if (rc == 0 && short_sku != NULL)
-        rc = inv_reject(ctx, id, want, short_sku, json_array_size(items) > 0, err);
+        rc = inv_reject(ctx, id, taken, short_sku,
+                        json_integer_value(json_object_get(want, short_sku)), err);
     else if (rc == 0)
         rc = ev_emit(ctx, "inventory.reserved",
-                     json_pack("{s:s, s:O}", "order_id", id, "items", items), err);
-    json_decref(items);
+                     json_pack("{s:s, s:O}", "order_id", id, "items", taken), err);
+    json_decref(taken);
     json_decref(want);
     return rc;
 }
@@ -277,77 +333,60 @@ static int inv_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 static int inv_on_release(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const char *id;
-    char origin[EV_ID_MAX] = "", corr[EV_ID_MAX] = "";
+    inv_moved m = {.moved = false};
     int rc = ev_envelope_data_str(ev, "order_id", &id, err);
     if (rc < 0)
         return rc;
-    ev_stmt *st =
-        ev_store_bind(ev_ctx_store(ctx), err,
-                      "UPDATE reservations SET status = 'RELEASED', updated_at = ?2"
-                      " WHERE order_id = ?1 AND status = 'RESERVED'"
-                      " RETURNING origin_id, origin_corr",
-                      "si", id, ev_ctx_now_ms(ctx));
-    if (st == NULL)
-        return err->code;
-    rc = ev_stmt_step(st, err);
-    if (rc == 1) {
-        ev_stmt_text_copy(st, 0, origin, sizeof(origin));
-        ev_stmt_text_copy(st, 1, corr, sizeof(corr));
-    }
-    ev_stmt_reset(st);
-    if (rc < 0)
-        return rc;
-    if (rc == 0) /* nothing held: closes an order not seen yet, else nothing */
+    rc = inv_move_status(ctx, id, "RESERVED", "RELEASED", &m, err);
+    if (rc == 0 && !m.moved) /* nothing held: closes an order not seen yet */
         return ev_store_exec(
             ev_store_bind(ev_ctx_store(ctx), err,
                           "INSERT INTO reservations(order_id, status, updated_at)"
                           " VALUES(?1, 'CLOSED', ?2) ON CONFLICT(order_id) DO NOTHING",
                           "si", id, ev_ctx_now_ms(ctx)),
             err);
-    json_t *items = NULL;
-    rc = inv_items(ctx, id, &items, err);
     if (rc == 0)
-        rc = inv_move(ctx, id, INV_RELEASE, err);
+        rc = inv_move(ctx, m.items, INV_RELEASE, err);
     if (rc < 0) {
-        json_decref(items);
+        json_decref(m.items);
         return rc;
     }
     ev_log(EV_LOG_DEBUG, "reservation released", "order_id=%s cause=%s", id, ev->type);
     return ev_emit_deferred(ctx, "inventory.released",
-                            json_pack("{s:s, s:o}", "order_id", id, "items", items),
-                            origin, corr, NULL, err);
+                            json_pack("{s:s, s:o}", "order_id", id, "items", m.items),
+                            m.origin_id, m.origin_corr, NULL, err);
+}
+
+/* A shipment's step on the reservation: from status from to status to, its
+ * lines moved by move; otherwise (logged as what) nothing changes. */
+static int inv_on_shipment(ev_ctx *ctx, const ev_envelope *ev, const char *from,
+                           const char *to, int move, const char *what, ev_error *err)
+{
+    const char *id;
+    inv_moved m = {.moved = false};
+    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
+    if (rc == 0)
+        rc = inv_move_status(ctx, id, from, to, &m, err);
+    if (rc == 0 && !m.moved)
+        return what ? inv_ignored(ctx, what, id, ev, err) : 0;
+    if (rc == 0)
+        rc = inv_move(ctx, m.items, move, err);
+    json_decref(m.items);
+    return rc;
 }
 
 /* shipment.dispatched: the reserved goods leave. A dispatch that crossed a
  * release changes no counts (its shipment.returned will not either). */
 static int inv_on_dispatched(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
-    const char *id;
-    bool moved = false;
-    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
-    if (rc == 0)
-        rc = inv_move_status(ctx, id, "RESERVED", "SHIPPED", &moved, err);
-    if (rc < 0)
-        return rc;
-    if (!moved)
-        return inv_ignored(ctx, "dispatch without reservation", id, ev, err);
-    return inv_move(ctx, id, INV_SHIP, err);
+    return inv_on_shipment(ctx, ev, "RESERVED", "SHIPPED", INV_SHIP,
+                           "dispatch without reservation", err);
 }
 
 /* shipment.returned: shipped goods come back to available. */
 static int inv_on_returned(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
-    const char *id;
-    bool moved = false;
-    int rc = ev_envelope_data_str(ev, "order_id", &id, err);
-    if (rc == 0)
-        rc = inv_move_status(ctx, id, "SHIPPED", "RETURNED", &moved, err);
-    if (rc < 0 || !moved)
-        return rc;
-    rc = inv_move(ctx, id, INV_RESTOCK, err);
-    if (rc == 0)
-        ev_log(EV_LOG_DEBUG, "shipment restocked", "order_id=%s", id);
-    return rc;
+    return inv_on_shipment(ctx, ev, "SHIPPED", "RETURNED", INV_RESTOCK, NULL, err);
 }
 
 /* ---- dump --------------------------------------------------------------- */
