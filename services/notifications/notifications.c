@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,11 @@
  * (ntf_note_order, ntf_note_customer), so that two instances deciding at once
  * on the same mails conflict and one retries instead of both missing the
  * other's rows (PostgreSQL, REPEATABLE READ). seq orders an order's mails as
- * they came; sent_token names the delivery whose file may be published. */
+ * they came; sent_token names the delivery whose file may be published.
+ * Every handler that can make an order's address known (order.placed,
+ * customer.registered, a milestone) sends the order's pending mails in the
+ * same transaction, so an order whose address is known has none: a milestone
+ * then inserts its mail SENT at once, after the order's other mails. */
 static const ev_migration ntf_migrations[] = {
     {1, "CREATE TABLE customers ("
         " customer_id TEXT PRIMARY KEY,"
@@ -137,25 +142,41 @@ static int ntf_write_all(int fd, const char *buf, size_t len)
 
 /* Mails written to tmp/ in this batch, published to new/ by ntf_before_commit
  * before the batch commits: only those whose row the committing transaction
- * marked SENT with their token. A mail of a rolled-back attempt is dropped
- * there (another instance may have sent it since). The first NTF_SYNC_FDS
- * keep their fd for fsync; a bigger batch syncs the file system once. */
+ * marked SENT with the batch's token. A mail of a rolled-back record or
+ * attempt is dropped there (another instance may have sent it since); one
+ * written again by a re-run attempt is published once. The first
+ * NTF_SYNC_FDS keep their fd for fsync; a bigger batch syncs the file system
+ * once. */
 #define NTF_SYNC_FDS 32
 
 typedef struct ntf_written {
     char event_id[EV_ID_MAX];
-    char token[EV_UUID_LEN];
+    size_t order;   /* when it was written: the last write of an id counts */
     int fd;         /* -1 when not kept */
-    bool ok;        /* its row carries its token: publish */
+    bool ok;        /* its row carries the token: publish */
     bool published; /* renamed into new/ */
 } ntf_written;
 
+/* token: the batch's, from its first mail to ntf_sync_forget; every attempt
+ * of the batch marks its rows with it. Rows carry it only as the committing
+ * transaction wrote them (an undone write takes the mark with it), and no
+ * other batch or instance uses it, so "row has the token" = "this commit
+ * sends that file" for any attempt's write. */
 static struct {
     ntf_written *mails;
     size_t n, cap;
     bool whole_fs; /* more than NTF_SYNC_FDS: syncfs instead */
     char dir[600]; /* the maildir */
+    char token[EV_UUID_LEN];
 } ntf_sync = {.mails = NULL};
+
+/* The batch's token, drawn with its first mail. */
+static const char *ntf_sync_token(void)
+{
+    if (ntf_sync.token[0] == '\0')
+        ev_uuid4(ntf_sync.token);
+    return ntf_sync.token;
+}
 
 /* tmp/<event_id>.eml or new/<event_id>.eml of the maildir into path. */
 static int ntf_path(char *path, size_t cap, const char *dir, const char *sub,
@@ -188,11 +209,11 @@ static void ntf_sync_forget(bool failed)
     }
     ntf_sync.n = 0;
     ntf_sync.whole_fs = false;
+    ntf_sync.token[0] = '\0';
 }
 
 /* Keeps the mail written to tmp/ (fd now owned here) for the batch's sync. */
-static int ntf_sync_note(const char *dir, const char *event_id, const char *token, int fd,
-                         ev_error *err)
+static int ntf_sync_note(const char *dir, const char *event_id, int fd, ev_error *err)
 {
     if (ntf_sync.n == ntf_sync.cap) {
         size_t cap = ntf_sync.cap ? ntf_sync.cap * 2 : 64;
@@ -205,9 +226,8 @@ static int ntf_sync_note(const char *dir, const char *event_id, const char *toke
         ntf_sync.cap = cap;
     }
     ntf_written *w = &ntf_sync.mails[ntf_sync.n++];
-    *w = (ntf_written){.fd = fd};
+    *w = (ntf_written){.order = ntf_sync.n, .fd = fd};
     snprintf(w->event_id, sizeof(w->event_id), "%s", event_id);
-    snprintf(w->token, sizeof(w->token), "%s", token);
     snprintf(ntf_sync.dir, sizeof(ntf_sync.dir), "%s", dir);
     if (ntf_sync.n > NTF_SYNC_FDS) {
         ntf_sync.whole_fs = true;
@@ -229,23 +249,85 @@ static int ntf_sync_path(const char *path, bool whole_fs)
     return rc;
 }
 
-/* Marks the mails this transaction sent (their row has their token). */
+/* By event id, then by when written. */
+static int ntf_written_cmp(const void *a, const void *b)
+{
+    const ntf_written *x = a, *y = b;
+    int c = strcmp(x->event_id, y->event_id);
+    if (c != 0)
+        return c;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Ids the check asks about per statement, with the token as many
+ * parameters as the store binds (32 on PostgreSQL); unused slots repeat an
+ * id, so the text stays one prepared statement. */
+#define NTF_CHECK_IDS 31
+static const char ntf_check_sql[] =
+    "SELECT event_id FROM mails WHERE sent_token = ?1 AND event_id IN ("
+    " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+
+/* Marks ok the last write of id among the sorted mails [from, to). */
+static void ntf_sync_mark(size_t from, size_t to, const char *id)
+{
+    ntf_written key = {.order = SIZE_MAX};
+    snprintf(key.event_id, sizeof(key.event_id), "%s", id);
+    /* the first entry after id's run, minus one */
+    size_t lo = from, hi = to;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ntf_written_cmp(&ntf_sync.mails[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo > from && strcmp(ntf_sync.mails[lo - 1].event_id, id) == 0)
+        ntf_sync.mails[lo - 1].ok = true;
+}
+
+/* The distinct ids of the sorted mails from *i on, up to NTF_CHECK_IDS of
+ * them, asked in one statement: marks ok those whose row carries the token
+ * (the last write of each: earlier ones share its name and are not
+ * published twice). *i moves past them. */
+static int ntf_sync_check_chunk(ev_ctx *ctx, size_t *i, ev_error *err)
+{
+    ev_stmt *st = ev_ctx_stmt(ctx, ntf_check_sql, err);
+    if (st == NULL)
+        return err->code ? err->code : EV_ESTORE;
+    int rc = ev_stmt_bind_text(st, 1, ntf_sync.token);
+    size_t from = *i, k = 0;
+    const char *last = NULL;
+    for (; *i < ntf_sync.n && rc == 0; (*i)++) {
+        const char *id = ntf_sync.mails[*i].event_id;
+        if (last != NULL && strcmp(last, id) == 0)
+            continue;
+        if (k == NTF_CHECK_IDS)
+            break;
+        last = id;
+        rc = ev_stmt_bind_text(st, (int)(2 + k++), id);
+    }
+    for (; k < NTF_CHECK_IDS && rc == 0; k++)
+        rc = ev_stmt_bind_text(st, (int)(2 + k), last);
+    if (rc != 0)
+        return ev_error_set(err, rc, "mail check: bind failed");
+    rc = ev_stmt_step(st, err);
+    for (; rc == 1; rc = ev_stmt_step(st, err))
+        ntf_sync_mark(from, *i, ev_stmt_text(st, 0));
+    return rc;
+}
+
+/* Marks the mails this transaction sent (their row has the batch's token):
+ * a statement per NTF_CHECK_IDS distinct mails, not one per mail. */
 static int ntf_sync_check(ev_ctx *ctx, ev_error *err)
 {
-    for (size_t i = 0; i < ntf_sync.n; i++) {
-        ntf_written *w = &ntf_sync.mails[i];
-        int64_t n = 0;
-        int rc = ev_store_query_int(
-            ev_store_bind(ev_ctx_store(ctx), err,
-                          "SELECT count(*) FROM mails WHERE event_id = ?1"
-                          " AND sent_token = ?2",
-                          "ss", w->event_id, w->token),
-            0, &n, NULL, err);
-        if (rc < 0)
-            return rc;
-        w->ok = n == 1;
-    }
-    return 0;
+    qsort(ntf_sync.mails, ntf_sync.n, sizeof(ntf_sync.mails[0]), ntf_written_cmp);
+    for (size_t i = 0; i < ntf_sync.n; i++)
+        ntf_sync.mails[i].ok = false;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ntf_sync.n;)
+        rc = ntf_sync_check_chunk(ctx, &i, err);
+    return rc;
 }
 
 /* The marked mails' bytes reach the disk, then they move to new/ and new/'s
@@ -285,8 +367,10 @@ static int ntf_sync_publish(void)
  * batch is rolled back and re-run, writing them again. */
 static int ntf_before_commit(ev_ctx *ctx, ev_error *err)
 {
-    if (ntf_sync.n == 0)
+    if (ntf_sync.n == 0) {
+        ntf_sync.token[0] = '\0'; /* drawn, but no row carries it */
         return 0;
+    }
     int rc = ntf_sync_check(ctx, err);
     if (rc == 0 && ntf_sync_publish() != 0)
         rc = ev_error_set(err, EV_ERETRY, "sync %s: %s", ntf_sync.dir, strerror(errno));
@@ -295,10 +379,9 @@ static int ntf_before_commit(ev_ctx *ctx, ev_error *err)
 }
 
 /* Writes text as tmp/<event_id>.eml, published by ntf_before_commit if this
- * delivery (token) commits. A mail written again (a re-run batch) gets the
- * same name and bytes. */
-static int ntf_deliver(ev_ctx *ctx, const char *event_id, const char *token,
-                       const char *text, ev_error *err)
+ * delivery (its row with the batch's token) commits. A mail written again (a
+ * re-run batch) gets the same name and bytes. */
+static int ntf_deliver(ev_ctx *ctx, const char *event_id, const char *text, ev_error *err)
 {
     char dir[600], tmp[1024];
     int rc = ntf_maildir(ctx, dir, sizeof(dir), err);
@@ -315,7 +398,7 @@ static int ntf_deliver(ev_ctx *ctx, const char *event_id, const char *token,
         unlink(tmp);
         return rc;
     }
-    return ntf_sync_note(dir, event_id, token, fd, err);
+    return ntf_sync_note(dir, event_id, fd, err);
 }
 
 /* ---- mails -------------------------------------------------------------- */
@@ -337,58 +420,69 @@ typedef struct ntf_mail {
     char text[2048];
 } ntf_mail;
 
-/* The mail of st's row (order_id, template, subject, body, at, corr), whose
- * id is event_id, addressed to addr, into *m. */
-static int ntf_compose(ev_stmt *st, const char *event_id, const char *addr, ntf_mail *m,
-                       ev_error *err)
+/* A mail's row as stored: what the milestone said, read back or in memory. */
+typedef struct ntf_fields {
+    const char *order_id, *tmpl, *subject, *body, *at, *corr;
+} ntf_fields;
+
+/* The mail of the row f, whose id is event_id, addressed to addr, into *m. */
+static int ntf_compose(const ntf_fields *f, const char *event_id, const char *addr,
+                       ntf_mail *m, ev_error *err)
 {
-    snprintf(m->order_id, sizeof(m->order_id), "%s", ev_stmt_text(st, 0));
-    snprintf(m->tmpl, sizeof(m->tmpl), "%s", ev_stmt_text(st, 1));
-    snprintf(m->corr, sizeof(m->corr), "%s", ev_stmt_text(st, 5));
+    snprintf(m->order_id, sizeof(m->order_id), "%s", f->order_id);
+    snprintf(m->tmpl, sizeof(m->tmpl), "%s", f->tmpl);
+    snprintf(m->corr, sizeof(m->corr), "%s", f->corr);
     int n = snprintf(m->text, sizeof(m->text),
                      "From: choreo shop <shop@choreo.invalid>\r\nTo: <%s>\r\n"
                      "Subject: %s\r\nDate: %s\r\nMessage-ID: <%s@choreo.invalid>\r\n"
                      "X-Choreo-Order: %s\r\nX-Choreo-Template: %s\r\n"
                      "Content-Type: text/plain; charset=utf-8\r\n\r\n%s\r\n",
-                     addr, ev_stmt_text(st, 2), ev_stmt_text(st, 4), event_id,
-                     m->order_id, m->tmpl, ev_stmt_text(st, 3));
+                     addr, f->subject, f->at, event_id, m->order_id, m->tmpl, f->body);
     if (n < 0 || (size_t)n >= sizeof(m->text))
         return ev_error_set(err, EV_EINVAL, "mail for %s too long", m->order_id);
     return 0;
 }
 
+/* The file and notification.sent of a mail whose row now says SENT to addr
+ * with the batch's token: an event of the milestone's flow caused by the
+ * milestone, whichever event released the mail. */
+static int ntf_release(ev_ctx *ctx, const char *event_id, const char *addr,
+                       const ntf_mail *m, ev_error *err)
+{
+    int rc = ntf_deliver(ctx, event_id, m->text, err);
+    if (rc < 0)
+        return rc;
+    ev_log(EV_LOG_DEBUG, "mail sent", "order_id=%s template=%s mail=%s.eml", m->order_id,
+           m->tmpl, event_id);
+    return ev_emit_deferred(ctx, "notification.sent",
+                            json_pack("{s:s, s:s, s:s, s:s}", "order_id", m->order_id,
+                                      "channel", "email", "template", m->tmpl, "to",
+                                      addr),
+                            event_id, m->corr, event_id, err);
+}
+
 /* Sends one pending mail to addr: takes its row from PENDING to SENT first (a
  * mail sent meanwhile by another instance changes no row and is skipped),
- * then its file and notification.sent, an event of the milestone's flow
- * caused by the milestone, whichever event released the mail. */
+ * then ntf_release. */
 static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_error *err)
 {
-    char token[EV_UUID_LEN];
-    ev_uuid4(token);
     ev_stmt *st =
         ev_store_bind(ev_ctx_store(ctx), err,
                       "UPDATE mails SET status = 'SENT', to_addr = ?2, sent_token = ?3"
                       " WHERE event_id = ?1 AND status = 'PENDING'"
                       " RETURNING order_id, template, subject, body, at, corr",
-                      "sss", event_id, addr, token);
+                      "sss", event_id, addr, ntf_sync_token());
     if (st == NULL)
         return err->code;
     int rc = ev_stmt_step(st, err);
     if (rc <= 0)
         return rc; /* no row: not pending any more */
+    ntf_fields f = {ev_stmt_text(st, 0), ev_stmt_text(st, 1), ev_stmt_text(st, 2),
+                    ev_stmt_text(st, 3), ev_stmt_text(st, 4), ev_stmt_text(st, 5)};
     ntf_mail m;
-    rc = ntf_compose(st, event_id, addr, &m, err);
+    rc = ntf_compose(&f, event_id, addr, &m, err);
     ev_stmt_reset(st);
-    if (rc == 0)
-        rc = ntf_deliver(ctx, event_id, token, m.text, err);
-    if (rc < 0)
-        return rc;
-    ev_log(EV_LOG_DEBUG, "mail sent", "order_id=%s template=%s mail=%s.eml", m.order_id,
-           m.tmpl, event_id);
-    return ev_emit_deferred(ctx, "notification.sent",
-                            json_pack("{s:s, s:s, s:s, s:s}", "order_id", m.order_id,
-                                      "channel", "email", "template", m.tmpl, "to", addr),
-                            event_id, m.corr, event_id, err);
+    return rc < 0 ? rc : ntf_release(ctx, event_id, addr, &m, err);
 }
 
 /* Writes the order's row: its customer, or "" (a milestone, before the order
@@ -502,8 +596,48 @@ static int ntf_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     return rc < 0 ? rc : ntf_flush(ctx, id, err);
 }
 
-/* A milestone: queues its mail (keyed by the event id, after the order's
- * other mails) and sends what it can. */
+/* Stores a milestone's mail f (id event_id) after the order's other mails:
+ * PENDING while addr is "", else SENT to addr at once (the order has no
+ * pending mail then: see ntf_migrations), with its file and
+ * notification.sent. A mail already stored (a redelivery past the inbox's
+ * pruning) is left as it is. */
+static int ntf_store_mail(ev_ctx *ctx, const char *event_id, const ntf_fields *f,
+                          const char *addr, ev_error *err)
+{
+    if (!addr[0])
+        return ev_store_exec(
+            ev_store_bind(
+                ev_ctx_store(ctx), err,
+                "INSERT INTO mails(event_id, order_id, template, subject, body, at,"
+                " corr, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM mails WHERE order_id = ?2))"
+                " ON CONFLICT(event_id) DO NOTHING",
+                "sssssss", event_id, f->order_id, f->tmpl, f->subject, f->body, f->at,
+                f->corr),
+            err);
+    ntf_mail m;
+    int rc = ntf_compose(f, event_id, addr, &m, err);
+    if (rc < 0)
+        return rc;
+    bool inserted = false;
+    char got[EV_ID_MAX];
+    rc = ev_store_query_text(
+        ev_store_bind(
+            ev_ctx_store(ctx), err,
+            "INSERT INTO mails(event_id, order_id, template, subject, body, at, corr,"
+            " seq, status, to_addr, sent_token) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM mails WHERE order_id = ?2),"
+            " 'SENT', ?8, ?9) ON CONFLICT(event_id) DO NOTHING RETURNING event_id",
+            "sssssssss", event_id, f->order_id, f->tmpl, f->subject, f->body, f->at,
+            f->corr, addr, ntf_sync_token()),
+        got, sizeof(got), &inserted, err);
+    if (rc < 0 || !inserted)
+        return rc;
+    return ntf_release(ctx, event_id, addr, &m, err);
+}
+
+/* A milestone: its mail, sent at once when the order's address is known,
+ * else queued until it is. */
 static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 {
     const ntf_template *t = NULL;
@@ -513,7 +647,7 @@ static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *id = json_string_value(json_object_get(ev->data, "order_id"));
     if (!t || !id)
         return ev_error_set(err, EV_ESCHEMA, "%s: no template or order_id", ev->type);
-    char oid[EV_SUBJECT_MAX], detail[EV_SUBJECT_MAX], subject[300], body[600];
+    char oid[EV_SUBJECT_MAX], detail[EV_SUBJECT_MAX], subject[300], body[600], addr[256];
     ntf_clean(oid, sizeof(oid), id);
     ntf_clean(detail, sizeof(detail),
               json_string_value(json_object_get(ev->data, t->detail_field)));
@@ -521,19 +655,12 @@ static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     snprintf(body, sizeof(body),
              "Hello,\r\n\r\nyour order %s %s %s.\r\n\r\n-- choreo shop", oid, t->phrase,
              detail);
-    int rc = ev_store_exec(
-        ev_store_bind(
-            ev_ctx_store(ctx), err,
-            "INSERT INTO mails(event_id, order_id, template, subject, body, at,"
-            " corr, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM mails WHERE order_id = ?2))"
-            " ON CONFLICT(event_id) DO NOTHING",
-            "sssssss", ev->id, id, t->name, subject, body, ev->time,
-            ev->correlationid[0] ? ev->correlationid : ev->id),
-        err);
+    ntf_fields f = {id,   t->name,  subject,
+                    body, ev->time, ev->correlationid[0] ? ev->correlationid : ev->id};
+    int rc = ntf_note_order(ctx, id, "", err);
     if (rc == 0)
-        rc = ntf_note_order(ctx, id, "", err);
-    return rc < 0 ? rc : ntf_flush(ctx, id, err);
+        rc = ntf_address(ctx, id, addr, sizeof(addr), err);
+    return rc < 0 ? rc : ntf_store_mail(ctx, ev->id, &f, addr, err);
 }
 
 /* ---- dump --------------------------------------------------------------- */
