@@ -307,6 +307,8 @@ static int begin(ev_store *s, bool pipelined, ev_error *err)
     if (s == NULL)
         return ev_error_set(err, EV_EINVAL, "store: begin: NULL store");
     s->conflict = false;
+    s->tx_seq++;
+    s->tx_undone = false;
     if (s->broken && s->be->reconnect != NULL) {
         cache_free(s); /* prepared on the lost connection */
         int rc = s->be->reconnect(s, err);
@@ -401,6 +403,16 @@ int ev_store_savepoint(ev_store *s, ev_error *err)
     return tx(s, EV_TX_SAVEPOINT, "savepoint", err);
 }
 
+uint64_t ev_store_tx_seq(const ev_store *s)
+{
+    return s != NULL ? s->tx_seq : 0;
+}
+
+bool ev_store_tx_undone(const ev_store *s)
+{
+    return s != NULL && s->tx_undone;
+}
+
 int ev_store_release(ev_store *s, ev_error *err)
 {
     return tx(s, EV_TX_RELEASE, "release", err);
@@ -408,6 +420,8 @@ int ev_store_release(ev_store *s, ev_error *err)
 
 int ev_store_rollback_to(ev_store *s, ev_error *err)
 {
+    if (s != NULL)
+        s->tx_undone = true;
     int ret = tx(s, EV_TX_ROLLBACK_TO, "rollback to", err);
     if (ret == 0)
         ret = tx(s, EV_TX_RELEASE, "release", err);

@@ -162,6 +162,12 @@ bool ev_store_conflict(const ev_store *s);
 int ev_store_savepoint(ev_store *s, ev_error *err);
 int ev_store_release(ev_store *s, ev_error *err);
 int ev_store_rollback_to(ev_store *s, ev_error *err);
+/* The number of transactions begun on s so far: names the open one, so that
+ * work noted outside the store can tell the transaction it belongs to. */
+uint64_t ev_store_tx_seq(const ev_store *s);
+/* True when a savepoint of the open transaction was rolled back: some of its
+ * writes are undone. False otherwise: every write since begin is in it. */
+bool ev_store_tx_undone(const ev_store *s);
 
 /* inbox: ids of applied events. Adding an id that is already there is a no-op
  * returning 0 (the first seen_at stays). On PostgreSQL an id that another

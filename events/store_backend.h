@@ -115,6 +115,8 @@ struct ev_store {
     bool broken;      /* the connection was lost: reconnect before the next one */
     bool serial;      /* transactions wait for the other instances' (serial lock) */
     bool serial_held; /* this session holds the serial lock */
+    uint64_t tx_seq;  /* transactions begun (ev_store_tx_seq) */
+    bool tx_undone;   /* a savepoint of the open transaction was rolled back */
     char owner[128];  /* outbox rows of this instance */
     char schema[64];  /* PostgreSQL */
     stmt_slot *slots;

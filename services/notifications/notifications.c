@@ -152,6 +152,7 @@ static int ntf_write_all(int fd, const char *buf, size_t len)
 typedef struct ntf_written {
     char event_id[EV_ID_MAX];
     size_t order;   /* when it was written: the last write of an id counts */
+    uint64_t tx;    /* the store's transaction that wrote its row */
     int fd;         /* -1 when not kept */
     bool ok;        /* its row carries the token: publish */
     bool published; /* renamed into new/ */
@@ -213,7 +214,8 @@ static void ntf_sync_forget(bool failed)
 }
 
 /* Keeps the mail written to tmp/ (fd now owned here) for the batch's sync. */
-static int ntf_sync_note(const char *dir, const char *event_id, int fd, ev_error *err)
+static int ntf_sync_note(const char *dir, const char *event_id, int fd, uint64_t tx,
+                         ev_error *err)
 {
     if (ntf_sync.n == ntf_sync.cap) {
         size_t cap = ntf_sync.cap ? ntf_sync.cap * 2 : 64;
@@ -226,7 +228,7 @@ static int ntf_sync_note(const char *dir, const char *event_id, int fd, ev_error
         ntf_sync.cap = cap;
     }
     ntf_written *w = &ntf_sync.mails[ntf_sync.n++];
-    *w = (ntf_written){.order = ntf_sync.n, .fd = fd};
+    *w = (ntf_written){.order = ntf_sync.n, .fd = fd, .tx = tx};
     snprintf(w->event_id, sizeof(w->event_id), "%s", event_id);
     snprintf(ntf_sync.dir, sizeof(ntf_sync.dir), "%s", dir);
     if (ntf_sync.n > NTF_SYNC_FDS) {
@@ -362,6 +364,22 @@ static int ntf_sync_publish(void)
     return rc;
 }
 
+/* Marks the mails this transaction sent when none of its writes was undone
+ * (no savepoint rolled back: the optimistic attempt, or a careful one where
+ * every record went through): every row it wrote is in it, so the last write
+ * of each id in this transaction is sent, without asking the store. Writes
+ * of an earlier, rolled-back attempt or batch are not. */
+static void ntf_sync_trust(uint64_t tx)
+{
+    qsort(ntf_sync.mails, ntf_sync.n, sizeof(ntf_sync.mails[0]), ntf_written_cmp);
+    for (size_t i = 0; i < ntf_sync.n; i++) {
+        ntf_written *w = &ntf_sync.mails[i];
+        bool last = i + 1 == ntf_sync.n ||
+                    strcmp(w->event_id, ntf_sync.mails[i + 1].event_id) != 0;
+        w->ok = last && w->tx == tx;
+    }
+}
+
 /* ev_service_def.before_commit: the batch's mails reach new/ and the disk
  * before their SENT rows commit; on failure their files are removed, the
  * batch is rolled back and re-run, writing them again. */
@@ -371,7 +389,12 @@ static int ntf_before_commit(ev_ctx *ctx, ev_error *err)
         ntf_sync.token[0] = '\0'; /* drawn, but no row carries it */
         return 0;
     }
-    int rc = ntf_sync_check(ctx, err);
+    ev_store *store = ev_ctx_store(ctx);
+    int rc = 0;
+    if (ev_store_tx_undone(store))
+        rc = ntf_sync_check(ctx, err);
+    else
+        ntf_sync_trust(ev_store_tx_seq(store));
     if (rc == 0 && ntf_sync_publish() != 0)
         rc = ev_error_set(err, EV_ERETRY, "sync %s: %s", ntf_sync.dir, strerror(errno));
     ntf_sync_forget(rc != 0);
@@ -398,7 +421,7 @@ static int ntf_deliver(ev_ctx *ctx, const char *event_id, const char *text, ev_e
         unlink(tmp);
         return rc;
     }
-    return ntf_sync_note(dir, event_id, fd, err);
+    return ntf_sync_note(dir, event_id, fd, ev_store_tx_seq(ev_ctx_store(ctx)), err);
 }
 
 /* ---- mails -------------------------------------------------------------- */
