@@ -54,6 +54,12 @@ static const ev_migration ntf_migrations[] = {
     /* The milestone's flow: its notification.sent belongs to it whichever
      * event released the mail (ev_emit_deferred). */
     {3, "ALTER TABLE mails ADD COLUMN corr TEXT NOT NULL DEFAULT '';"},
+    /* The order's pending mails, counted in its row: an order.placed that
+     * finds none decides nothing on mails and writes the order's row only
+     * (that row is where it meets a concurrent milestone). */
+    {4, "ALTER TABLE orders ADD COLUMN pending BIGINT NOT NULL DEFAULT 0;"
+        "UPDATE orders SET pending = (SELECT count(*) FROM mails m"
+        " WHERE m.order_id = orders.order_id AND m.status = 'PENDING');"},
 };
 
 /* What each milestone says: the detail field names a value of its data. */
@@ -509,18 +515,18 @@ static int ntf_send(ev_ctx *ctx, const char *event_id, const char *addr, ev_erro
 }
 
 /* Writes the order's row: its customer, or "" (a milestone, before the order
- * is known), which never replaces a customer. */
+ * is known), which never replaces a customer; *pending: its pending mails. */
 static int ntf_note_order(ev_ctx *ctx, const char *order_id, const char *customer_id,
-                          ev_error *err)
+                          int64_t *pending, ev_error *err)
 {
-    return ev_store_exec(
+    return ev_store_query_int(
         ev_store_bind(ev_ctx_store(ctx), err,
                       "INSERT INTO orders(order_id, customer_id) VALUES(?1, ?2)"
                       " ON CONFLICT(order_id) DO UPDATE SET customer_id = CASE"
                       " WHEN orders.customer_id = '' THEN excluded.customer_id"
-                      " ELSE orders.customer_id END",
+                      " ELSE orders.customer_id END RETURNING pending",
                       "ss", order_id, customer_id),
-        err);
+        0, pending, NULL, err);
 }
 
 /* Writes the customer's row: the address, or "" (not registered yet), which
@@ -576,6 +582,12 @@ static int ntf_flush(ev_ctx *ctx, const char *order_id, ev_error *err)
         if (rc == 0)
             rc = ntf_send(ctx, json_string_value(id), addr, err);
     }
+    if (rc == 0 && json_array_size(ids) > 0)
+        rc = ev_store_exec(
+            ev_store_bind(ev_ctx_store(ctx), err,
+                          "UPDATE orders SET pending = 0 WHERE order_id = ?1", "s",
+                          order_id),
+            err);
     json_decref(ids);
     return rc;
 }
@@ -615,8 +627,9 @@ static int ntf_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
     const char *customer = json_string_value(json_object_get(ev->data, "customer_id"));
     if (!id || !customer)
         return ev_error_set(err, EV_ESCHEMA, "order.placed incomplete");
-    int rc = ntf_note_order(ctx, id, customer, err);
-    return rc < 0 ? rc : ntf_flush(ctx, id, err);
+    int64_t pending = 0;
+    int rc = ntf_note_order(ctx, id, customer, &pending, err);
+    return rc < 0 || pending == 0 ? rc : ntf_flush(ctx, id, err);
 }
 
 /* Stores a milestone's mail f (id event_id) after the order's other mails:
@@ -627,17 +640,25 @@ static int ntf_on_placed(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
 static int ntf_store_mail(ev_ctx *ctx, const char *event_id, const ntf_fields *f,
                           const char *addr, ev_error *err)
 {
-    if (!addr[0])
-        return ev_store_exec(
-            ev_store_bind(
-                ev_ctx_store(ctx), err,
-                "INSERT INTO mails(event_id, order_id, template, subject, body, at,"
-                " corr, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM mails WHERE order_id = ?2))"
-                " ON CONFLICT(event_id) DO NOTHING",
-                "sssssss", event_id, f->order_id, f->tmpl, f->subject, f->body, f->at,
-                f->corr),
-            err);
+    if (!addr[0]) { /* pending, counted in the order's row */
+        ev_stmt *st = ev_store_bind(
+            ev_ctx_store(ctx), err,
+            "INSERT INTO mails(event_id, order_id, template, subject, body, at,"
+            " corr, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM mails WHERE order_id = ?2))"
+            " ON CONFLICT(event_id) DO NOTHING",
+            "sssssss", event_id, f->order_id, f->tmpl, f->subject, f->body, f->at,
+            f->corr);
+        int rc = ev_store_exec(st, err);
+        if (rc == 0 && ev_stmt_changes(st) == 1)
+            rc = ev_store_exec(
+                ev_store_bind(
+                    ev_ctx_store(ctx), err,
+                    "UPDATE orders SET pending = pending + 1 WHERE order_id = ?1", "s",
+                    f->order_id),
+                err);
+        return rc;
+    }
     ntf_mail m;
     int rc = ntf_compose(f, event_id, addr, &m, err);
     if (rc < 0)
@@ -680,7 +701,8 @@ static int ntf_on_milestone(ev_ctx *ctx, const ev_envelope *ev, ev_error *err)
              detail);
     ntf_fields f = {id,   t->name,  subject,
                     body, ev->time, ev->correlationid[0] ? ev->correlationid : ev->id};
-    int rc = ntf_note_order(ctx, id, "", err);
+    int64_t pending = 0; /* none once the address is known */
+    int rc = ntf_note_order(ctx, id, "", &pending, err);
     if (rc == 0)
         rc = ntf_address(ctx, id, addr, sizeof(addr), err);
     return rc < 0 ? rc : ntf_store_mail(ctx, ev->id, &f, addr, err);
