@@ -88,6 +88,98 @@ static int seed(run *r)
     return rc == 0 ? ev_producer_flush(r->prod, 30000, &err) : rc;
 }
 
+/* The ends of topic's partitions into l (high watermarks). */
+static bool topic_ends(rd_kafka_t *rk, const char *topic,
+                       rd_kafka_topic_partition_list_t *l)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    bool ok = t != NULL &&
+              rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+              md->topic_cnt == 1;
+    for (int i = 0; ok && i < md->topics[0].partition_cnt; i++) {
+        int32_t p = md->topics[0].partitions[i].id;
+        int64_t lo = 0, hi = 0;
+        ok = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000) ==
+             RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (ok)
+            rd_kafka_topic_partition_list_add(l, topic, p)->offset = hi;
+    }
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    if (t != NULL)
+        rd_kafka_topic_destroy(t);
+    return ok;
+}
+
+/* True when group's committed offsets reach every end in ends. */
+static bool group_reached(rd_kafka_t *rk, const char *group,
+                          const rd_kafka_topic_partition_list_t *ends)
+{
+    char errstr[256];
+    bool ok = false;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ListConsumerGroupOffsets_t *req =
+        rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
+    rd_kafka_AdminOptions_t *o =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    rd_kafka_AdminOptions_set_request_timeout(o, 5000, errstr, sizeof(errstr));
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 6000);
+    size_t n = 0;
+    const rd_kafka_group_result_t **gr =
+        ev != NULL && rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR
+            ? rd_kafka_ListConsumerGroupOffsets_result_groups(
+                  rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n)
+            : NULL;
+    const rd_kafka_topic_partition_list_t *got =
+        n == 1 && rd_kafka_group_result_error(gr[0]) == NULL
+            ? rd_kafka_group_result_partitions(gr[0])
+            : NULL;
+    if (got != NULL) {
+        ok = true;
+        for (int i = 0; ok && i < ends->cnt; i++) {
+            const rd_kafka_topic_partition_t *e = &ends->elems[i];
+            const rd_kafka_topic_partition_t *c =
+                rd_kafka_topic_partition_list_find(got, e->topic, e->partition);
+            ok = e->offset == 0 || (c != NULL && c->offset >= e->offset);
+        }
+    }
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+    return ok;
+}
+
+/* Waits (up to timeout_s) until the services have applied what seed() sent:
+ * inventory's group has committed past the stock, payments' past the
+ * customers (a service commits to Kafka after its store's commit). A group of
+ * several instances may still be rebalancing when the first order comes, and
+ * the order would meet no stock: a rejection the bench would count against
+ * the configuration. */
+static void wait_seeded(run *r, int timeout_s)
+{
+    static const char *const svc[][2] = {{"inventory", "inventory"},
+                                         {"payments", "customers"}};
+    rd_kafka_t *rk = ev_producer_handle(r->prod);
+    int64_t deadline = mono_ns() + (int64_t)timeout_s * 1000000000LL;
+    for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
+        char group[256], topic[256];
+        snprintf(group, sizeof(group), "%s%s", r->o.prefix, svc[i][0]);
+        snprintf(topic, sizeof(topic), "%s%s", r->o.prefix, svc[i][1]);
+        rd_kafka_topic_partition_list_t *ends = rd_kafka_topic_partition_list_new(8);
+        bool ok = topic_ends(rk, topic, ends);
+        while (ok && !group_reached(rk, group, ends) && mono_ns() < deadline)
+            usleep(100000);
+        if (!ok || mono_ns() >= deadline)
+            fprintf(stderr, "saga: %s did not confirm the seed within %d s\n", group,
+                    timeout_s);
+        rd_kafka_topic_partition_list_destroy(ends);
+    }
+}
+
 static int place(run *r, long n)
 {
     char oid[64], cid[64], sku[64];
@@ -356,7 +448,7 @@ int main(int argc, char **argv)
     ev_producer_warm(r.prod, topics,
                      5000); /* no first-send metadata wait in the figures */
     if (seed(&r) == 0) {
-        usleep(500000); /* let customers and stock land before the first order */
+        wait_seeded(&r, 30); /* customers and stock applied before the first order */
         int64_t t0 = mono_ns();
         rc = place_all(&r, t0) == 0 ? 0 : 1;
         int64_t t_placed = mono_ns();
