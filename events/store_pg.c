@@ -10,23 +10,14 @@
 #include "store_pg_internal.h"
 
 #define BYTEA_OID 17
-/* Every statement of the services and the runtime is meant to be driven by an
- * index. A prepared statement's generic plan is made once, often while the
- * service's tables are still empty, when a scan of the whole table (one page)
- * and a sort look cheapest; the plan sticks, and on the tables that churn
- * (outbox, timers: every row inserted and deleted within seconds, dead rows
- * until autovacuum comes by, up to a minute later) that scan walks thousands
- * of dead rows per call: the relay's read went from 0.05 to 0.6 ms within one
- * bench run. enable_seqscan = off makes such plans cost what they will: a
- * statement with no index to use still scans.
- * A session that waits on a lock longer than lock_timeout gives up (a
+/* A session that waits on a lock longer than lock_timeout gives up (a
  * conflict: the batch runs again), and an instance frozen inside a
  * transaction (SIGSTOP, a long GC-like pause, a lost host) loses its session
  * after idle_in_transaction_session_timeout, releasing the rows it held for
  * the instance that took its partitions over. A batch never idles that long. */
 #define SESSION_SQL                                                                      \
     "SET client_min_messages = warning; SET lock_timeout = '10s';"                       \
-    " SET idle_in_transaction_session_timeout = '20s'; SET enable_seqscan = off"
+    " SET idle_in_transaction_session_timeout = '20s'"
 
 static const char runtime_tables[] =
     "CREATE TABLE IF NOT EXISTS inbox("

@@ -270,10 +270,6 @@ int ev_store_outbox_claim(ev_store *s, int64_t older_than_ms, int64_t *claimed,
     *min_id = INT64_MAX;
     bool own = !ev_store_in_tx(s);
     int rc = own ? ev_store_begin(s, err) : 0;
-    /* the sweep reads the whole outbox (no index on owner or age): a scan is
-     * its plan, which PostgreSQL sessions otherwise avoid (store_pg.c) */
-    if (rc == 0 && own && ev_store_backend(s) == EV_STORE_POSTGRES)
-        rc = ev_store_exec(ev_store_stmt(s, "SET LOCAL enable_seqscan = on", err), err);
     if (rc == 0)
         rc = claim_rows(s, older_than_ms, claimed, min_id, err);
     if (own && rc == 0)

@@ -202,30 +202,6 @@ START_TEST(outbox_walk_sees_own_rows_until_others_claimed)
 }
 END_TEST
 
-/* The plan a session makes while the outbox is empty is the one its prepared
- * relay read keeps: it must walk the primary key, not scan and sort the table
- * (which, once the outbox has churned, reads every dead row each call). */
-START_TEST(plans_on_empty_tables_use_the_index)
-{
-    ev_store *a = sf_open_owner("a");
-    char plan[1024] = "";
-    ev_error e = {0};
-    ev_stmt *st =
-        ev_store_stmt(a,
-                      "EXPLAIN (COSTS OFF) SELECT id FROM outbox WHERE owner = 'a'"
-                      " AND id >= 1 ORDER BY id LIMIT 100",
-                      &e);
-    ck_assert_ptr_nonnull(st);
-    int rc;
-    while ((rc = ev_stmt_step(st, &e)) == 1)
-        snprintf(plan + strlen(plan), sizeof(plan) - strlen(plan), "%s; ",
-                 ev_stmt_text(st, 0));
-    ck_assert_msg(rc == 0, "%s", e.text);
-    ck_assert_msg(strstr(plan, "Index Scan") != NULL, "plan: %s", plan);
-    ev_store_close(a);
-}
-END_TEST
-
 START_TEST(schemas_are_isolated)
 {
     static const ev_migration m[] = {{1, "CREATE TABLE only_x(a BIGINT)"}};
@@ -321,7 +297,6 @@ static const test_ref pg_only_tests[] = {
     T(timers_due_skips_timers_another_instance_holds),
     T(timers_take_skips_timers_another_instance_holds),
     T(outbox_walk_sees_own_rows_until_others_claimed),
-    T(plans_on_empty_tables_use_the_index),
     T(schemas_are_isolated),
     T(setup_that_loses_a_deadlock_runs_again),
     LOOP(connect_error_never_shows_password, password_urls),
