@@ -4,6 +4,13 @@
 #ifndef EV_STORE_BACKEND_H
 #define EV_STORE_BACKEND_H
 
+/* A statement whose SQL starts with this comment is planned on every run
+ * (PostgreSQL: not a prepared statement's cached generic plan). For reads of
+ * tables that churn (the outbox: every row inserted and deleted within
+ * seconds): a generic plan made while the table was empty scans and sorts
+ * it, and once it is full of dead rows that scan costs more than planning. */
+#define EV_SQL_REPLAN "/* replanned */ "
+
 #include "store.h"
 
 /* Transaction verbs, indexes of ev_store_ops.tx_sql. */

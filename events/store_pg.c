@@ -371,6 +371,11 @@ static int pg_prepare(ev_store *s, ev_stmt *st, ev_error *err)
         goto cleanup;
     }
     snprintf(q->name, sizeof(q->name), "ev%u", ++counter);
+    if (strncmp(st->sql, EV_SQL_REPLAN, strlen(EV_SQL_REPLAN)) == 0 &&
+        (q->replan = strdup(text)) == NULL) {
+        ret = ev_error_set(err, EV_ENOMEM, "store: prepare: out of memory");
+        goto cleanup;
+    }
     bool piped = pg_pipe_pause(s);
     if (piped && (ret = pg_pipe_error(s, err)) != 0) { /* the transaction failed */
         pg_pipe_resume(s, piped);
@@ -392,6 +397,8 @@ static int pg_prepare(ev_store *s, ev_stmt *st, ev_error *err)
 cleanup:
     free(text);
     if (ret != 0) {
+        if (q != NULL)
+            free(q->replan);
         free(q);
         return ret;
     }
@@ -431,6 +438,7 @@ static void pg_finalize(ev_stmt *st)
         PQclear(PQexec(conn_of(st->store), sql));
         pg_pipe_resume(st->store, piped);
     }
+    free(pq(st)->replan);
     free(st->impl);
     st->impl = NULL;
 }
@@ -496,6 +504,9 @@ static int execute(ev_stmt *st, ev_error *err)
             return rc;
         q->res = pg_of(s)->kept;
         pg_of(s)->kept = NULL;
+    } else if (q->replan != NULL) {
+        q->res = PQexecParams(conn_of(s), q->replan, q->n_params, NULL,
+                              (const char *const *)q->vals, q->lens, q->fmts, 0);
     } else {
         q->res = PQexecPrepared(conn_of(s), q->name, q->n_params,
                                 (const char *const *)q->vals, q->lens, q->fmts, 0);

@@ -25,6 +25,7 @@ typedef struct pg_stmt {
     PGresult *res;           /* rows of the current execution */
     int row, n_rows;
     unsigned char *blob; /* a bytea column decoded, until the next step */
+    char *replan;        /* EV_SQL_REPLAN: the text, planned on every run; else NULL */
 } pg_stmt;
 
 /* One statement sent in pipeline mode, answered in order. */

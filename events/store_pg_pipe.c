@@ -175,8 +175,13 @@ int pg_pipe_send(ev_store *s, ev_stmt *st, ev_error *err)
     pg_stmt *q = pq(st);
     if (pc->failed) /* the transaction can only roll back now */
         return pg_pipe_error(s, err);
-    if (PQsendQueryPrepared(pc->c, q->name, q->n_params, (const char *const *)q->vals,
-                            q->lens, q->fmts, 0) != 1) {
+    int sent =
+        q->replan != NULL
+            ? PQsendQueryParams(pc->c, q->replan, q->n_params, NULL,
+                                (const char *const *)q->vals, q->lens, q->fmts, 0)
+            : PQsendQueryPrepared(pc->c, q->name, q->n_params,
+                                  (const char *const *)q->vals, q->lens, q->fmts, 0);
+    if (sent != 1) {
         note_failure(s, NULL, "step");
         return pg_pipe_error(s, err);
     }

@@ -174,10 +174,11 @@ int ev_store_outbox_each(ev_store *s, int64_t from_id, size_t limit, ev_outbox_f
     if (settled != 0)
         return settled;
     int64_t lim = limit == 0 || limit > INT32_MAX ? INT32_MAX : (int64_t)limit;
-    ev_stmt *st = ev_store_bind(s, err,
-                                "SELECT id, topic, key, value, headers FROM outbox "
-                                "WHERE owner = ?1 AND id >= ?2 ORDER BY id LIMIT ?3",
-                                "sii", s->owner, from_id, lim);
+    ev_stmt *st =
+        ev_store_bind(s, err,
+                      EV_SQL_REPLAN "SELECT id, topic, key, value, headers FROM outbox "
+                                    "WHERE owner = ?1 AND id >= ?2 ORDER BY id LIMIT ?3",
+                      "sii", s->owner, from_id, lim);
     if (st == NULL)
         return err->code;
     int rc, ret = 0;

@@ -202,6 +202,38 @@ START_TEST(outbox_walk_sees_own_rows_until_others_claimed)
 }
 END_TEST
 
+/* The relay's read of the outbox is planned on every run (EV_SQL_REPLAN), not
+ * by its prepared statement: a generic plan made while the outbox was empty
+ * scans and sorts it, which once it has churned reads every dead row. */
+START_TEST(relay_read_is_planned_on_every_run)
+{
+    ev_store *a = sf_open_owner("a");
+    for (int i = 0; i < 10; i++)
+        (void)sf_walk_of(a);
+    int64_t runs = -1;
+    OK(ev_store_query_int(
+        ev_store_stmt(a,
+                      "SELECT coalesce(sum(generic_plans + custom_plans),"
+                      " 0) FROM pg_prepared_statements WHERE statement"
+                      " LIKE '/* replanned */ SELECT id%'",
+                      &e_),
+        -1, &runs, NULL, &e_));
+    ck_assert_int_eq(runs, 0);
+    int64_t n = -1;
+    OK(ev_store_outbox_count(a, &n, &e_));
+    OK(ev_store_outbox_count(a, &n, &e_));
+    OK(ev_store_query_int(
+        ev_store_stmt(a,
+                      "SELECT coalesce(sum(generic_plans + custom_plans),"
+                      " 0) FROM pg_prepared_statements WHERE statement"
+                      " = 'SELECT count(*) FROM outbox'",
+                      &e_),
+        -1, &runs, NULL, &e_));
+    ck_assert_int_eq(runs, 2); /* the others run their prepared plan */
+    ev_store_close(a);
+}
+END_TEST
+
 START_TEST(schemas_are_isolated)
 {
     static const ev_migration m[] = {{1, "CREATE TABLE only_x(a BIGINT)"}};
@@ -297,6 +329,7 @@ static const test_ref pg_only_tests[] = {
     T(timers_due_skips_timers_another_instance_holds),
     T(timers_take_skips_timers_another_instance_holds),
     T(outbox_walk_sees_own_rows_until_others_claimed),
+    T(relay_read_is_planned_on_every_run),
     T(schemas_are_isolated),
     T(setup_that_loses_a_deadlock_runs_again),
     LOOP(connect_error_never_shows_password, password_urls),
