@@ -408,8 +408,6 @@ static void housekeep(ev_runtime *rt, bool force)
         rt->st.outbox_backlog = n;
     if (ev_store_timers_count(rt->store, &n, &e) == 0)
         rt->st.timers_pending = n;
-    if (ev_rt_timers_refresh(rt, &e) != 0)
-        ev_log(EV_LOG_DEBUG, "timers refresh skipped", "error=%s", e.text);
     rd_kafka_topic_partition_list_t *a = NULL;
     if (rd_kafka_assignment(ev_consumer_handle(rt->cons), &a) == 0 && a != NULL) {
         rt->st.assigned = a->cnt;

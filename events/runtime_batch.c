@@ -10,6 +10,7 @@
 
 #include "log.h"
 
+#define FAST_ABORT 1 /* internal: the optimistic attempt met a failing record */
 /* After a batch lost a race with another instance, this instance's batches
  * wait their turn (ev_store_set_serial) for this long since the last loss. */
 #define SERIAL_MS 10000
@@ -494,7 +495,7 @@ static int batch_retry(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n,
 }
 
 /* Applies msgs (may be 0), due timers, deletions and pruning in one transaction:
- * first without a savepoint per record or timer; if one fails, that attempt is
+ * first without a savepoint per record; if a record fails, that attempt is
  * rolled back and the batch runs again with savepoints (bench/hotpath: a
  * savepoint per record cost ~10,000 instructions/event). */
 int ev_rt_run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool prune,
@@ -519,7 +520,6 @@ int ev_rt_run_batch(ev_runtime *rt, rd_kafka_message_t **msgs, size_t n, bool pr
         ev_error e2 = {0};
         rc = ev_store_rollback(rt->store, &e2);
         snap_restore(rt, &bs.st, bs.n_parts);
-        rt->next_timer_due = bs.timer_due; /* its timers are due again */
         rt->careful = true;
         if (rc == 0)
             rc = attempt(rt, msgs, n, now, prune, timers, err);

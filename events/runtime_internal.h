@@ -20,9 +20,6 @@
 
 #define CE_HEADERS "{\"content-type\":\"application/cloudevents+json\"}"
 #define TOPIC_MAX 256
-/* Internal: the optimistic attempt met a failing record or timer (runtime_batch.c
- * rolls it back and runs the batch carefully). */
-#define FAST_ABORT 1
 
 typedef enum { REC_APPLIED, REC_SKIPPED, REC_DEDUPED, REC_RETRY, REC_DLQ } rec_result;
 
@@ -83,10 +80,9 @@ typedef struct ev_runtime {
     ev_runtime_stats st;
     ev_metrics *metrics; /* per-type counters and histograms for /metrics */
     ev_http *http;       /* /healthz and /metrics; NULL when off */
-    /* Optimistic batches: records and timers run without a savepoint each;
-     * the first one that fails aborts the attempt (FAST_ABORT), which is rolled
-     * back and run again with savepoints ("careful"), reusing the failed
-     * record's verdict (a timer's is not kept: its handler runs again). */
+    /* Optimistic batches: records run without a savepoint each; the first one
+     * that fails aborts the attempt (FAST_ABORT), which is rolled back and run
+     * again with savepoints ("careful"), reusing the failed record's verdict. */
     bool careful;
     fast_fail fail;  /* the verdict that aborted the optimistic attempt */
     bool diverged;   /* careful run: a record before fail.index failed too */
@@ -179,13 +175,8 @@ int64_t ev_rt_backoff_ms(const ev_config *cfg, int attempts);
 /* ---- runtime_timers.c ---- */
 
 /* Fires the due timers (up to a fixed number per batch) inside the batch's
- * transaction: 0, FAST_ABORT (a timer failed in the optimistic attempt), or a
- * fatal error. Sets next_timer_due from the store's answer. */
+ * transaction; nonzero only for fatal errors. */
 int ev_rt_fire_due_timers(ev_runtime *rt, int64_t now, ev_error *err);
-/* Lowers next_timer_due to the store's earliest timer: one another instance
- * armed, or took and left due (its batch rolled back, or it died), is not
- * known otherwise. Outside a batch, every so often. */
-int ev_rt_timers_refresh(ev_runtime *rt, ev_error *err);
 /* A timer's dead letter sent back by `choreo dlq replay` (header timer.kind,
  * the timer's synthetic envelope as value): *handled true. When it is this
  * service's timer it is armed again, due now, in the batch's transaction (it

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Timers: ev_timer_arm/ev_timer_disarm for handlers, and firing the due ones
- * inside the batch (taken in one statement), retried or dead-lettered. */
+ * inside the batch, each in its own savepoint, retried or dead-lettered. */
 #include "binding.h"
 #include "runtime_internal.h"
 
@@ -56,12 +56,7 @@ int ev_timer_disarm(ev_ctx *ctx, const char *key, const char *kind, ev_error *er
     return rc;
 }
 
-/* One taken timer (its row is deleted already, so a handler may re-arm it).
- * The optimistic attempt fires it as it applies records, without a savepoint:
- * if its handler fails, the attempt aborts (FAST_ABORT, nothing pinned) and
- * the careful run fires it again in a savepoint of its own, then sets it
- * again after a backoff (EV_ERETRY) or dead-letters it. 0, FAST_ABORT, or a
- * fatal error (EV_ERETRY with a conflict: the whole batch runs again). */
+/* One due timer in its own savepoint; nonzero only for fatal errors. */
 static int fire_timer(ev_runtime *rt, const ev_timer *t, int64_t now, ev_error *err)
 {
     ev_envelope syn = {0};
@@ -75,7 +70,9 @@ static int fire_timer(ev_runtime *rt, const ev_timer *t, int64_t now, ev_error *
     ev_time_format(syn.time, now);
     ev_rt_scopy(syn.correlationid, sizeof(syn.correlationid), t->correlationid);
     ev_rt_scopy(syn.causationid, sizeof(syn.causationid), t->causationid);
-    int rc = rt->careful ? ev_store_savepoint(rt->store, err) : 0;
+    int rc = ev_store_savepoint(rt->store, err);
+    if (rc == 0) /* deleted first so that a handler may re-arm it */
+        rc = ev_store_timer_delete(rt->store, t->key, t->kind, err);
     if (rc != 0)
         return rc;
     ev_ctx ctx = {.rt = rt,
@@ -93,12 +90,8 @@ static int fire_timer(ev_runtime *rt, const ev_timer *t, int64_t now, ev_error *
     if (ev_store_conflict(rt->store))
         return ev_error_set(err, EV_ERETRY, "%s", why.text);
     if (code == 0)
-        return rt->careful ? ev_store_release(rt->store, err) : 0;
-    if (!rt->careful) {
-        rt->fail.set = false; /* the careful run decides every record again */
-        return FAST_ABORT;
-    }
-    rc = ev_store_rollback_to(rt->store, err); /* its row stays deleted */
+        return ev_store_release(rt->store, err);
+    rc = ev_store_rollback_to(rt->store, err);
     if (rc != 0)
         return rc;
     char q[EV_ERROR_TEXT * 2];
@@ -109,12 +102,10 @@ static int fire_timer(ev_runtime *rt, const ev_timer *t, int64_t now, ev_error *
         ev_timer again = *t;
         again.due_at = now + ev_rt_backoff_ms(rt->cfg, 1);
         rt->st.retried++;
-        rc = ev_store_timer_set(rt->store, &again, err);
-        if (rc == 0 && again.due_at < rt->next_timer_due)
-            rt->next_timer_due = again.due_at;
-        return rc;
+        return ev_store_timer_set(rt->store, &again, err);
     }
-    return ev_rt_dlq_timer(rt, &syn, code, why.text, err);
+    rc = ev_store_timer_delete(rt->store, t->key, t->kind, err);
+    return rc == 0 ? ev_rt_dlq_timer(rt, &syn, code, why.text, err) : rc;
 }
 
 int ev_rt_fire_due_timers(ev_runtime *rt, int64_t now, ev_error *err)
@@ -123,24 +114,11 @@ int ev_rt_fire_due_timers(ev_runtime *rt, int64_t now, ev_error *err)
         return 0;
     ev_timer due[TIMERS_PER_BATCH];
     size_t n = 0;
-    int64_t next = INT64_MAX;
-    int rc = ev_store_timers_take(rt->store, now, due, TIMERS_PER_BATCH, &n, &next, err);
-    if (rc != 0)
-        return rc;
-    /* the store's answer includes what this batch armed so far; what the
-     * handlers below arm or retry lowers it again */
-    rt->next_timer_due = next;
+    int rc = ev_store_timers_due(rt->store, now, due, TIMERS_PER_BATCH, &n, err);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = fire_timer(rt, &due[i], now, err);
-    return rc;
-}
-
-int ev_rt_timers_refresh(ev_runtime *rt, ev_error *err)
-{
-    int64_t next = INT64_MAX;
-    int rc = ev_store_timers_next(rt->store, &next, err);
-    if (rc == 0 && next < rt->next_timer_due)
-        rt->next_timer_due = next;
+    if (rc == 0)
+        rc = ev_store_timers_next(rt->store, &rt->next_timer_due, err);
     return rc;
 }
 

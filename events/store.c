@@ -114,7 +114,6 @@ static int lookup(ev_store *s, const char *sql, ev_stmt **out, ev_error *err)
         stmt_slot *slot = cache_find(s->slots, s->cap, sql, h);
         if (slot->sql != NULL) {
             s->be->reset(slot->stmt);
-            slot->stmt->running = false;
             *out = slot->stmt;
             return 0;
         }
@@ -132,11 +131,6 @@ ev_stmt *ev_store_stmt(ev_store *s, const char *sql, ev_error *err)
 size_t ev_store_stmt_count(const ev_store *s)
 {
     return s != NULL ? s->len : 0;
-}
-
-uint64_t ev_store_stmts_run(const ev_store *s)
-{
-    return s != NULL ? s->n_run : 0;
 }
 
 /* ---- statements ---- */
@@ -167,14 +161,7 @@ int ev_stmt_step(ev_stmt *st, ev_error *err)
 {
     if (st == NULL)
         return ev_error_set(err, EV_EINVAL, "store: step: NULL statement");
-    if (!st->running) { /* its first step runs it; the others read its rows */
-        st->running = true;
-        st->store->n_run++;
-    }
-    int rc = st->store->be->step(st, err);
-    if (rc != 1)
-        st->running = false; /* done or failed: the backend reset it */
-    return rc;
+    return st->store->be->step(st, err);
 }
 
 bool ev_stmt_is_null(ev_stmt *st, int col)
@@ -217,10 +204,8 @@ int64_t ev_stmt_changes(ev_stmt *st)
 
 void ev_stmt_reset(ev_stmt *st)
 {
-    if (st == NULL)
-        return;
-    st->store->be->reset(st);
-    st->running = false;
+    if (st != NULL)
+        st->store->be->reset(st);
 }
 
 static int bind_fail(ev_stmt *st, int rc, int i, ev_error *err)
@@ -310,10 +295,8 @@ static int tx(ev_store *s, int verb, const char *what, ev_error *err)
     if (s == NULL)
         return ev_error_set(err, EV_EINVAL, "store: %s: NULL store", what);
     const char *sql = s->be->tx_sql[verb];
-    if (!s->be->tx_cached) {
-        s->n_run++; /* a cached verb is counted by its step */
+    if (!s->be->tx_cached)
         return s->be->script(s, sql, what, err);
-    }
     ev_stmt *st = NULL;
     int rc = lookup(s, sql, &st, err);
     return rc != 0 ? rc : ev_store_exec(st, err);
@@ -332,10 +315,8 @@ static int begin(ev_store *s, bool pipelined, ev_error *err)
         if (rc != 0)
             return rc;
     }
-    if (pipelined && s->be->pipe_begin != NULL) {
-        s->n_run++;
+    if (pipelined && s->be->pipe_begin != NULL)
         return s->be->pipe_begin(s, s->be->tx_sql[EV_TX_BEGIN], err);
-    }
     if (s->serial && !s->serial_held && s->be->serial_lock != NULL) {
         int rc = s->be->serial_lock(s, true, err);
         if (rc != 0)
@@ -387,11 +368,9 @@ bool ev_store_deferred_failed(ev_store *s)
 
 int ev_store_commit(ev_store *s, ev_error *err)
 {
-    bool piped = ev_store_pipelined(s);
-    if (piped)
-        s->n_run++;
-    int rc = piped ? s->be->pipe_commit(s, s->be->tx_sql[EV_TX_COMMIT], err)
-                   : tx(s, EV_TX_COMMIT, "commit", err);
+    int rc = ev_store_pipelined(s)
+                 ? s->be->pipe_commit(s, s->be->tx_sql[EV_TX_COMMIT], err)
+                 : tx(s, EV_TX_COMMIT, "commit", err);
     if (s != NULL && !s->be->in_tx(s))
         serial_release(s);
     return rc;
@@ -594,7 +573,6 @@ int ev_store_open(ev_store **out, const ev_store_opts *opts, ev_error *err)
         ev_store_close(s);
         return ret;
     }
-    s->n_run = 0; /* the setup's statements are not counted */
     *out = s;
     return 0;
 }

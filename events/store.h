@@ -109,10 +109,6 @@ int ev_store_query_int(ev_stmt *st, int64_t dflt, int64_t *v, bool *found, ev_er
 int ev_store_query_text(ev_stmt *st, char *buf, size_t cap, bool *found, ev_error *err);
 /* Number of statements in the cache (for tests and metrics). */
 size_t ev_store_stmt_count(const ev_store *s);
-/* Statements run since the store was opened (its setup aside): each execution
- * of a statement, each transaction verb, and each statement in which a
- * pipelined transaction writes the rows it kept (for tests and figures). */
-uint64_t ev_store_stmts_run(const ev_store *s);
 
 /* Errors of all functions below: EV_ESTORE with the database's message (and
  * "disk_full", "io_error", "readonly", "constraint"... in parentheses),
@@ -251,15 +247,6 @@ int ev_store_timer_get(ev_store *s, const char *key, const char *kind, ev_timer 
  * skipped, so one timer fires on one instance. */
 int ev_store_timers_due(ev_store *s, int64_t now_ms, ev_timer *out, size_t cap, size_t *n,
                         ev_error *err);
-/* Deletes up to cap timers with due_at <= now_ms, earliest first, and returns
- * them in out (*n), in one statement (the caller's transaction undoes it when
- * the timers are not fired). On PostgreSQL rows another instance holds are
- * skipped, as by ev_store_timers_due. *next_due is when a timer may be due
- * next: now_ms when cap were taken (more may be due), else the earliest due_at
- * after now_ms (INT64_MAX when none); timers due by now_ms that another
- * instance holds are not counted (ev_store_timers_next sees them). */
-int ev_store_timers_take(ev_store *s, int64_t now_ms, ev_timer *out, size_t cap,
-                         size_t *n, int64_t *next_due, ev_error *err);
 /* Earliest due time, or INT64_MAX when none. */
 int ev_store_timers_next(ev_store *s, int64_t *due_at, ev_error *err);
 int ev_store_timers_count(ev_store *s, int64_t *n, ev_error *err);

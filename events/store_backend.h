@@ -33,9 +33,6 @@ enum {
 enum {
     EV_SQL_INBOX_ADD,
     EV_SQL_TIMERS_DUE,
-    /* deletes the due timers and returns them; PostgreSQL adds a row with a
-     * NULL key whose due_at is the next due time after ?1 (else it is asked) */
-    EV_SQL_TIMERS_TAKE,
     EV_SQL_OUTBOX_ADD, /* gives the new row's id (RETURNING or last_id) */
     EV_SQL_OUTBOX_PUT, /* the same insert when nobody wants the id */
     EV_SQL_N
@@ -47,8 +44,7 @@ struct ev_stmt {
     uint64_t hash;
     void *impl; /* the backend's statement */
     int64_t changes;
-    int pending;  /* executions sent but not yet answered (pipelined) */
-    bool running; /* stepped since its last reset: counted in ev_store.n_run */
+    int pending; /* executions sent but not yet answered (pipelined) */
 };
 
 typedef struct ev_store_ops {
@@ -133,7 +129,6 @@ struct ev_store {
     stmt_slot *slots;
     size_t cap; /* power of two */
     size_t len;
-    uint64_t n_run; /* statements run (ev_store_stmts_run) */
 };
 
 /* A pipelined transaction is open (its statements are answered later). */

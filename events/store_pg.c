@@ -634,16 +634,6 @@ const ev_store_ops ev_store_pg = {
                                   "FROM timers WHERE due_at <= ?1 "
                                   "ORDER BY due_at, key, kind LIMIT ?2 "
                                   "FOR UPDATE SKIP LOCKED",
-            /* the next due time in the same round trip; after ?1 only, so
-             * that the index scan starts past the entries of fired timers */
-            [EV_SQL_TIMERS_TAKE] =
-                "WITH taken AS (DELETE FROM timers WHERE (key, kind) IN ("
-                "SELECT key, kind FROM timers WHERE due_at <= ?1 "
-                "ORDER BY due_at, key, kind LIMIT ?2 FOR UPDATE SKIP LOCKED) "
-                "RETURNING key, kind, due_at, correlationid, causationid) "
-                "SELECT key, kind, due_at, correlationid, causationid FROM taken "
-                "UNION ALL SELECT NULL, NULL, min(due_at), NULL, NULL FROM timers "
-                "WHERE due_at > ?1",
             [EV_SQL_OUTBOX_ADD] = OUTBOX_PUT_SQL " RETURNING id",
             [EV_SQL_OUTBOX_PUT] = OUTBOX_PUT_SQL},
 };

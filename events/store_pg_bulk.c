@@ -145,7 +145,6 @@ int pg_bulk_send(ev_store *s)
     pg_conn *pc = pg_of(s);
     pg_bulk *b = &pc->bulk;
     int ret = 0;
-    s->n_run += (b->n_in > 0) + (b->n_out > 0);
     if (b->n_in > 0) {
         const char *vals[2] = {literal(&b->in[0]), literal(&b->in[1])};
         if (PQsendQueryParams(pc->c, inbox_sql, 2, NULL, vals, NULL, NULL, 0) != 1 ||

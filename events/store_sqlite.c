@@ -409,11 +409,6 @@ const ev_store_ops ev_store_sqlite = {
             [EV_SQL_TIMERS_DUE] = "SELECT key, kind, due_at, correlationid, causationid "
                                   "FROM timers WHERE due_at <= ?1 "
                                   "ORDER BY due_at, key, kind LIMIT ?2",
-            [EV_SQL_TIMERS_TAKE] = "DELETE FROM timers WHERE (key, kind) IN ("
-                                   "SELECT key, kind FROM timers WHERE due_at <= ?1 "
-                                   "ORDER BY due_at, key, kind LIMIT ?2) "
-                                   "RETURNING key, kind, due_at, correlationid, "
-                                   "causationid",
             [EV_SQL_OUTBOX_ADD] = OUTBOX_PUT_SQL,
             [EV_SQL_OUTBOX_PUT] = OUTBOX_PUT_SQL},
 };

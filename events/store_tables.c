@@ -417,56 +417,6 @@ int ev_store_timers_due(ev_store *s, int64_t now_ms, ev_timer *out, size_t cap, 
     return timer_rows(st, out, cap, n, err);
 }
 
-/* Earliest first, as ev_store_timers_due (RETURNING has no order). */
-static int timer_cmp(const void *a, const void *b)
-{
-    const ev_timer *x = a, *y = b;
-    if (x->due_at != y->due_at)
-        return x->due_at < y->due_at ? -1 : 1;
-    int c = strcmp(x->key, y->key);
-    return c != 0 ? c : strcmp(x->kind, y->kind);
-}
-
-int ev_store_timers_take(ev_store *s, int64_t now_ms, ev_timer *out, size_t cap,
-                         size_t *n, int64_t *next_due, ev_error *err)
-{
-    if (s == NULL || out == NULL || cap == 0 || n == NULL || next_due == NULL)
-        return ev_error_set(err, EV_EINVAL, "store: timers take: bad argument");
-    *n = 0;
-    *next_due = INT64_MAX;
-    ev_stmt *st = ev_store_bind(s, err, s->be->sql[EV_SQL_TIMERS_TAKE], "ii", now_ms,
-                                cap > INT32_MAX ? (int64_t)INT32_MAX : (int64_t)cap);
-    if (st == NULL)
-        return err->code;
-    bool told = false; /* the statement gave the next due time (a NULL key) */
-    int rc, ret = 0;
-    while ((rc = ev_stmt_step(st, err)) == 1) {
-        if (ev_stmt_is_null(st, 0)) {
-            told = true;
-            if (!ev_stmt_is_null(st, 2))
-                *next_due = ev_stmt_int(st, 2);
-        } else if (ret == 0 && *n < cap) {
-            ret = timer_row(st, &out[*n], err);
-            *n += ret == 0;
-        }
-    }
-    if (rc == 0)
-        rc = ret;
-    if (rc != 0)
-        return rc;
-    qsort(out, *n, sizeof(*out), timer_cmp);
-    if (*n == cap) { /* more may be due */
-        *next_due = now_ms;
-        return 0;
-    }
-    if (told)
-        return 0;
-    return ev_store_query_int(
-        ev_store_bind(s, err, "SELECT min(due_at) FROM timers WHERE due_at > ?1", "i",
-                      now_ms),
-        INT64_MAX, next_due, NULL, err);
-}
-
 int ev_store_timers_next(ev_store *s, int64_t *due_at, ev_error *err)
 {
     if (s == NULL || due_at == NULL)

@@ -16,9 +16,7 @@
  *   CHOREO_TEST_PERM_FAIL_KEY for this key, always EV_ERETRY
  *   CHOREO_TEST_COMMIT_FAIL_TIMES  before_commit fails this many times
  *   CHOREO_TEST_TIMER_FAIL_TIMES   the remind timer fails for good (EV_EINVAL,
- *                             dead-lettered) in this many batches (per process;
- *                             a batch may run its handler twice: the optimistic
- *                             attempt the failure aborts, then the careful run)
+ *                             dead-lettered) this many times (per process)
  * Data knobs: n < 0 is a permanent handler error; key "bad-emit" emits a
  * schema-invalid test.added; remind_ms arms a timer "remind" for the key. */
 static long slow_ms;
@@ -32,7 +30,6 @@ static long commit_fail_times;
 static long commit_failed_so_far;
 static long timer_fail_times;
 static long timer_failed_so_far;
-static int64_t timer_failed_at = -1; /* the clock of the batch that failed last */
 
 static const ev_migration migrations[] = {
     {1, "CREATE TABLE counters(key TEXT PRIMARY KEY NOT NULL, total BIGINT NOT NULL,"
@@ -136,10 +133,8 @@ static int on_timer(ev_ctx *ctx, const ev_timer *t, ev_error *err)
 {
     if (strcmp(t->kind, "remind") != 0)
         return 0;
-    int64_t now = ev_ctx_now_ms(ctx);
-    if (timer_failed_so_far < timer_fail_times || now == timer_failed_at) {
-        timer_failed_so_far += now != timer_failed_at;
-        timer_failed_at = now;
+    if (timer_failed_so_far < timer_fail_times) {
+        timer_failed_so_far++;
         return ev_error_set(err, EV_EINVAL, "test: timer failure %ld of %ld",
                             timer_failed_so_far, timer_fail_times);
     }

@@ -124,50 +124,6 @@ START_TEST(timers_due_skips_timers_another_instance_holds)
 }
 END_TEST
 
-/* Two instances taking due timers: each timer is taken by one, the other's
- * take skips it and does not count it as next (its holder fires it); given
- * back by a rollback, it is the other's to take. */
-START_TEST(timers_take_skips_timers_another_instance_holds)
-{
-    ev_store *a = sf_open_default();
-    ev_store *b = sf_open_default();
-    ev_timer t1 = sf_timer("o-1", "timeout", 1000), t2 = sf_timer("o-2", "timeout", 1100);
-    ev_timer t3 = sf_timer("o-3", "timeout", 9000);
-    OK(ev_store_timer_set(a, &t1, &e_));
-    OK(ev_store_timer_set(a, &t2, &e_));
-    OK(ev_store_timer_set(a, &t3, &e_));
-    ev_timer out[4];
-    size_t n = 0;
-    int64_t next = 0;
-    OK(ev_store_begin(a, &e_));
-    OK(ev_store_timers_take(a, 1000, out, 4, &n, &next, &e_)); /* a holds o-1 */
-    ck_assert_uint_eq(n, 1);
-    ck_assert_int_eq(next, 1100);
-    OK(ev_store_begin_pipelined(b, &e_)); /* as a batch: pipelined */
-    OK(ev_store_timers_take(b, 5000, out, 4, &n, &next, &e_));
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(out[0].key, "o-2");
-    ck_assert_int_eq(next, 9000);
-    OK(ev_store_commit(b, &e_));
-    OK(ev_store_rollback(a, &e_)); /* a died before firing o-1: b gets it */
-    int64_t due = 0;
-    OK(ev_store_timers_next(b, &due, &e_));
-    ck_assert_int_eq(due, 1000);
-    OK(ev_store_begin(b, &e_));
-    OK(ev_store_timers_take(b, 5000, out, 4, &n, &next, &e_));
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(out[0].key, "o-1");
-    OK(ev_store_commit(b, &e_));
-    OK(ev_store_begin(a, &e_)); /* taken once: nothing left for a */
-    OK(ev_store_timers_take(a, 5000, out, 4, &n, &next, &e_));
-    ck_assert_uint_eq(n, 0);
-    ck_assert_int_eq(next, 9000);
-    OK(ev_store_commit(a, &e_));
-    ev_store_close(b);
-    ev_store_close(a);
-}
-END_TEST
-
 START_TEST(outbox_walk_sees_own_rows_until_others_claimed)
 {
     ev_store *a = sf_open_owner("a");
@@ -327,7 +283,6 @@ static const test_ref pg_only_tests[] = {
     T(lost_connection_is_a_retry_and_reconnects),
     T(update_of_row_changed_since_read_is_conflict),
     T(timers_due_skips_timers_another_instance_holds),
-    T(timers_take_skips_timers_another_instance_holds),
     T(outbox_walk_sees_own_rows_until_others_claimed),
     T(relay_read_is_planned_on_every_run),
     T(schemas_are_isolated),

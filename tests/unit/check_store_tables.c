@@ -287,59 +287,6 @@ START_TEST(timers_due_earliest_first_up_to_cap)
 }
 END_TEST
 
-/* What a batch does: one statement deletes the due timers and returns them,
- * earliest first, and says when the next one is due; a rollback gives them back. */
-START_TEST(timers_take_deletes_the_due_ones_and_says_when_next)
-{
-    ev_store *s = sf_open_default();
-    static const struct {
-        const char *key;
-        int64_t due;
-    } rows[] = {{"c", 300}, {"a", 100}, {"b", 200}, {"d", 900}, {"e", 500}};
-    for (size_t i = 0; i < N_OF(rows); i++) {
-        ev_timer t = sf_timer(rows[i].key, "t", rows[i].due);
-        OK(ev_store_timer_set(s, &t, &e_));
-    }
-    ev_timer out[4];
-    size_t n = 99;
-    int64_t next = 0;
-    OK(ev_store_begin(s, &e_));
-    OK(ev_store_timers_take(s, 400, out, 4, &n, &next, &e_));
-    ck_assert_uint_eq(n, 3);
-    ck_assert_str_eq(out[0].key, "a");
-    ck_assert_str_eq(out[1].key, "b");
-    ck_assert_str_eq(out[2].key, "c");
-    ck_assert_str_eq(out[2].correlationid, "corr-c");
-    ck_assert_str_eq(out[2].causationid, "cause-c");
-    ck_assert_int_eq(out[2].due_at, 300);
-    ck_assert_int_eq(next, 500);
-    OK(ev_store_rollback(s, &e_)); /* not fired: due again */
-    ck_assert_int_eq(sf_count_of(s, ev_store_timers_count), 5);
-    OK(ev_store_begin(s, &e_));
-    ev_timer armed = sf_timer("f", "t", 450); /* armed earlier in the batch */
-    OK(ev_store_timer_set(s, &armed, &e_));
-    OK(ev_store_timers_take(s, 400, out, 2, &n, &next, &e_));
-    ck_assert_uint_eq(n, 2);
-    ck_assert_int_eq(next, 400); /* cap taken: more may be due */
-    OK(ev_store_timers_take(s, 400, out, 4, &n, &next, &e_));
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(out[0].key, "c");
-    ck_assert_int_eq(next, 450);
-    OK(ev_store_timers_take(s, 400, out, 4, &n, &next, &e_));
-    ck_assert_uint_eq(n, 0);
-    ck_assert_int_eq(next, 450);
-    OK(ev_store_commit(s, &e_));
-    ck_assert_int_eq(sf_count_of(s, ev_store_timers_count), 3);
-    OK(ev_store_timers_take(s, 1000, out, 4, &n, &next, &e_));
-    ck_assert_uint_eq(n, 3);
-    ck_assert_int_eq(next, INT64_MAX);
-    ck_assert_int_eq(sf_count_of(s, ev_store_timers_count), 0);
-    ev_error err = {0};
-    ck_assert_int_eq(ev_store_timers_take(s, 1000, out, 0, &n, &next, &err), EV_EINVAL);
-    ev_store_close(s);
-}
-END_TEST
-
 START_TEST(timer_set_rejects_bad_fields)
 {
     ev_store *s = sf_open_default();
@@ -411,7 +358,6 @@ static const test_ref neutral_tests[] = {
     T(offsets_set_get_only_forward),
     T(timers_fire_once),
     T(timers_due_earliest_first_up_to_cap),
-    T(timers_take_deletes_the_due_ones_and_says_when_next),
     T(timer_set_rejects_bad_fields),
     T(hot_path_prepares_nothing_after_warm_up),
 };
